@@ -1,0 +1,213 @@
+"""Lifecycle-event ingestion: decode a body, validate each event, hand the batch to the writer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from flowsight.collector import dead_letters
+from flowsight.collector.dead_letters import DeadLetterStore
+from flowsight.collector.events import EventBatch
+from flowsight.collector.writer import EventWriter
+from flowsight.timefmt import to_ms
+from flowsight.workflows import WorkflowCatalog
+
+log = logging.getLogger(__name__)
+
+MAX_ERRORS_LISTED = 1000
+NDJSON_TYPES = (
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/json-seq",
+)
+
+
+class BadBody(Exception):
+    """The body as a whole cannot be read as events (answered with 400)."""
+
+
+class TooManyEvents(Exception):
+    """More events in one request than allowed (answered with 413)."""
+
+
+@dataclass
+class IngestResult:
+    """The answer to one ingest request, in the contract's shape."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    spooled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "errors": self.errors[:MAX_ERRORS_LISTED],
+        }
+        if len(self.errors) > MAX_ERRORS_LISTED:
+            body["errors_truncated"] = len(self.errors) - MAX_ERRORS_LISTED
+        return body
+
+
+def decode_events(body: bytes, content_type: str | None) -> list[Any]:
+    """Decoded events of a JSON-array or NDJSON body.
+
+    An NDJSON line that is not JSON comes back as :class:`RawLine`, to be rejected on its own.
+
+    Raises:
+        BadBody: the body is not JSON (or no NDJSON line is).
+    """
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media in NDJSON_TYPES:
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        if not lines:
+            return []
+        try:  # the common case: every line is valid, decode them in one call
+            decoded = orjson.loads(b"[" + b",".join(lines) + b"]")
+            if len(decoded) == len(lines):
+                return list(decoded)
+        except orjson.JSONDecodeError:
+            pass
+        events: list[Any] = []
+        bad = 0
+        for line in lines:
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                events.append(RawLine(line, str(exc)))
+                bad += 1
+        if bad == len(lines):
+            raise BadBody("no line of the NDJSON body is valid JSON")
+        return events
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadBody(f"body is not valid JSON: {exc}") from None
+    if not isinstance(decoded, list):
+        raise BadBody(
+            "body must be a JSON array of events (or NDJSON with Content-Type application/x-ndjson)"
+        )
+    return decoded
+
+
+@dataclass(frozen=True)
+class RawLine:
+    """An NDJSON line that did not decode."""
+
+    data: bytes
+    error: str
+
+
+class EventIngestor:
+    """Validates event batches and writes them; also replays dead letters."""
+
+    def __init__(
+        self,
+        writer: EventWriter,
+        dead_letter_store: DeadLetterStore,
+        catalog: Callable[[], WorkflowCatalog],
+        clock: Callable[[], datetime],
+        *,
+        max_events: int = 50_000,
+    ):
+        self.writer = writer
+        self.dead_letter_store = dead_letter_store
+        self.catalog = catalog
+        self.clock = clock
+        self.max_events = max_events
+
+    def _now_ms(self) -> int:
+        return to_ms(self.clock())
+
+    def validate(self, events: list[Any], source: str) -> EventBatch:
+        """Validate decoded events into a batch (accepted columns plus errors)."""
+        if len(events) > self.max_events:
+            raise TooManyEvents(f"{len(events)} events in one request; the limit is {self.max_events}")
+        batch = EventBatch(self.catalog(), source, self._now_ms())
+        for index, event in enumerate(events):
+            if isinstance(event, RawLine):
+                batch.reject(index, "", event.data, f"line {index + 1}: not valid JSON: {event.error}")
+            else:
+                batch.add(index, event)
+        return batch
+
+    async def ingest(self, body: bytes, content_type: str | None, source: str = "api") -> IngestResult:
+        """Decode, validate and durably write one request's events.
+
+        Raises:
+            BadBody: the body is not JSON; it is kept as a dead letter before this is raised.
+            TooManyEvents: over the per-request limit.
+            writer.Backpressure, spool.SpoolFull: nothing was accepted; retry later.
+        """
+        try:
+            events = decode_events(body, content_type)
+        except BadBody as exc:
+            await self._keep_body(body, str(exc), source)
+            raise
+        batch = self.validate(events, source)
+        return await self.write(batch, source)
+
+    async def write(self, batch: EventBatch, source: str) -> IngestResult:
+        dead = dead_letters.build(
+            batch.ingested_at_ms,
+            source,
+            [
+                (eid, error, payload)
+                for (_, eid, error), payload in zip(batch.errors, batch.rejected_payloads, strict=True)
+            ],
+        )
+        outcome = await asyncio.wrap_future(self.writer.submit(batch.to_arrow(), dead))
+        return IngestResult(
+            accepted=outcome.accepted,
+            duplicates=outcome.duplicates,
+            rejected=len(batch.errors),
+            errors=[{"index": i, "event_id": eid, "error": error} for i, eid, error in batch.errors],
+            spooled=outcome.spooled,
+        )
+
+    async def _keep_body(self, body: bytes, reason: str, source: str) -> None:
+        dead = dead_letters.build(self._now_ms(), source, [("", reason, body)])
+        empty = EventBatch(self.catalog(), source, self._now_ms()).to_arrow()
+        await asyncio.wrap_future(self.writer.submit(empty, dead))
+
+    async def replay(self, limit: int = 10_000) -> dict[str, int]:
+        """Re-validate pending dead letters against the current configuration.
+
+        Those that now pass go through the normal write path (dedup included); each dead letter
+        gets a replay record, ``replayed`` or ``still_invalid``.
+        """
+        pending = await asyncio.to_thread(self.dead_letter_store.pending, limit)
+        if not pending:
+            return {"examined": 0, "replayed": 0, "still_invalid": 0, "duplicates": 0}
+        decoded: list[Any] = []
+        for letter in pending:
+            try:
+                decoded.append(orjson.loads(letter.payload))
+            except orjson.JSONDecodeError:
+                decoded.append(RawLine(letter.payload.encode(), "not valid JSON"))
+        batch = EventBatch(self.catalog(), "replay", self._now_ms())
+        passed: set[int] = set()
+        for index, event in enumerate(decoded):
+            if isinstance(event, dict) and batch.add(index, event):
+                passed.add(index)
+        outcome = await asyncio.wrap_future(self.writer.submit(batch.to_arrow()))
+        outcomes = [
+            (letter.id, "replayed" if i in passed else "still_invalid") for i, letter in enumerate(pending)
+        ]
+        await asyncio.to_thread(self.dead_letter_store.record_replays, self._now_ms(), outcomes)
+        return {
+            "examined": len(pending),
+            "replayed": outcome.accepted,
+            "duplicates": outcome.duplicates,
+            "still_invalid": len(pending) - len(passed),
+        }

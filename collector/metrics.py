@@ -1,0 +1,60 @@
+"""The collector's own health as Prometheus metrics, read from its counters at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from flowsight.collector.writer import EventWriter
+
+
+class CollectorHealth(Collector):
+    """Yields writer and spool figures; no global mutable metrics."""
+
+    def __init__(self, writer: EventWriter):
+        self.writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.writer.stats
+        yield CounterMetricFamily(
+            "flowsight_ingest_commits",
+            "Commits (merged inserts) written to ClickHouse.",
+            value=stats.commits,
+        )
+        yield CounterMetricFamily(
+            "flowsight_ingest_events_stored",
+            "Lifecycle events inserted into ClickHouse.",
+            value=stats.rows_inserted,
+        )
+        yield CounterMetricFamily(
+            "flowsight_ingest_duplicates",
+            "Events dropped as already stored or repeated.",
+            value=stats.duplicates,
+        )
+        yield CounterMetricFamily(
+            "flowsight_spool_batches_written",
+            "Batches spooled while ClickHouse was unreachable.",
+            value=stats.spooled_batches,
+        )
+        yield CounterMetricFamily(
+            "flowsight_spool_batches_drained",
+            "Spooled batches later written to ClickHouse.",
+            value=stats.drained_batches,
+        )
+        yield CounterMetricFamily(
+            "flowsight_store_failures",
+            "Times ClickHouse could not be reached.",
+            value=stats.store_failures,
+        )
+        yield GaugeMetricFamily(
+            "flowsight_spool_bytes",
+            "Bytes waiting in the spool.",
+            value=self.writer.spool.bytes_used,
+        )
+        yield GaugeMetricFamily(
+            "flowsight_spool_capacity_bytes",
+            "Spool capacity in bytes.",
+            value=self.writer.spool.max_bytes,
+        )

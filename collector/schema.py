@@ -1,0 +1,142 @@
+"""The collector's ClickHouse tables and their migrations.
+
+- ``events``: every accepted lifecycle event, one row per event_id (ReplacingMergeTree keyed by
+  correlation and event id, so an order's events are one primary-key range).
+- ``event_ids``: the idempotency index, keyed by event_id, read before each insert.
+- ``events_in`` (Null) -> ``order_state_mv`` -> ``order_state``: per-order state as min/max
+  states of stage times. Min and max are idempotent, so a resent event changes nothing even
+  before the dedup index has seen it; this is what makes stage times, completion, stuck
+  detection and exceptions cheap to read with millions of orders.
+- ``dead_letters`` and ``dead_letter_replays``: rejected input with its reason, and what
+  became of it on replay.
+
+The writer inserts into ``events_in`` first, then ``events``, then ``event_ids``: a crash between
+any two leaves nothing a resend cannot repair (see :mod:`collector.writer`).
+"""
+
+from __future__ import annotations
+
+from flowsight.ddl import MaterializedView, Table
+from flowsight.migrations import Migration
+
+EVENT_COLUMNS = """
+    event_id String,
+    correlation_id String,
+    workflow LowCardinality(String),
+    stage LowCardinality(String),
+    system LowCardinality(String),
+    occurred_at DateTime64(3, 'UTC'),
+    status LowCardinality(String),
+    channel LowCardinality(String),
+    trace_id String,
+    span_id String,
+    attributes Map(String, String),
+    source LowCardinality(String),
+    ingested_at DateTime64(3, 'UTC')
+"""
+
+EVENTS = Table(
+    name="events",
+    columns=EVENT_COLUMNS,
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(occurred_at)",
+    order_by="(correlation_id, event_id)",
+    sharding_key="cityHash64(correlation_id)",
+)
+
+EVENT_IDS = Table(
+    name="event_ids",
+    columns="""
+    event_id String,
+    correlation_id String,
+    ingested_at DateTime64(3, 'UTC')
+""",
+    engine="ReplacingMergeTree",
+    order_by="event_id",
+    sharding_key="cityHash64(event_id)",
+)
+
+EVENTS_IN = Table(
+    name="events_in",
+    columns=EVENT_COLUMNS,
+    engine="Null",
+    sharding_key="cityHash64(correlation_id)",
+)
+
+_TS = "DateTime64(3, 'UTC')"
+ORDER_STATE = Table(
+    name="order_state",
+    columns=f"""
+    workflow LowCardinality(String),
+    correlation_id String,
+    first_seen SimpleAggregateFunction(min, {_TS}),
+    last_seen SimpleAggregateFunction(max, {_TS}),
+    channel SimpleAggregateFunction(max, String),
+    reached SimpleAggregateFunction(minMap, Map(String, {_TS})),
+    last_ok SimpleAggregateFunction(maxMap, Map(String, {_TS})),
+    first_failed SimpleAggregateFunction(minMap, Map(String, {_TS})),
+    last_failed SimpleAggregateFunction(maxMap, Map(String, {_TS}))
+""",
+    engine="AggregatingMergeTree",
+    order_by="(workflow, correlation_id)",
+    sharding_key="cityHash64(correlation_id)",
+)
+
+ORDER_STATE_MV = MaterializedView(
+    name="order_state_mv",
+    source="events_in",
+    target="order_state",
+    select=f"""
+SELECT
+    workflow,
+    correlation_id,
+    occurred_at AS first_seen,
+    occurred_at AS last_seen,
+    toString(channel) AS channel,
+    if(status = 'ok', map(toString(stage), occurred_at), CAST(map() AS Map(String, {_TS}))) AS reached,
+    reached AS last_ok,
+    if(status = 'failed', map(toString(stage), occurred_at), CAST(map() AS Map(String, {_TS}))) AS first_failed,
+    first_failed AS last_failed
+FROM {{source}}
+""",
+)
+
+DEAD_LETTERS = Table(
+    name="dead_letters",
+    columns="""
+    id String,
+    received_at DateTime64(3, 'UTC'),
+    source LowCardinality(String),
+    reason String,
+    event_id String,
+    payload String
+""",
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(received_at)",
+    order_by="(received_at, id)",
+    sharding_key="cityHash64(id)",
+)
+
+DEAD_LETTER_REPLAYS = Table(
+    name="dead_letter_replays",
+    columns="""
+    id String,
+    replayed_at DateTime64(3, 'UTC'),
+    outcome LowCardinality(String)
+""",
+    engine="ReplacingMergeTree(replayed_at)",
+    order_by="id",
+    sharding_key="cityHash64(id)",
+)
+
+MIGRATIONS = [
+    Migration.creating(
+        "collector/0001_events",
+        EVENTS,
+        EVENT_IDS,
+        ORDER_STATE,
+        EVENTS_IN,
+        ORDER_STATE_MV,
+    ),
+    Migration.creating("collector/0002_dead_letters", DEAD_LETTERS, DEAD_LETTER_REPLAYS),
+]

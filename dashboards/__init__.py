@@ -1,0 +1,1 @@
+"""Pages, JSON/SSE feeds, Prometheus exposition and Grafana dashboards (see DESIGN.md)."""

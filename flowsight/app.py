@@ -1,0 +1,179 @@
+"""The composition root: builds the services from settings and wires them into one FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from flowsight import migrations, selftrace
+from flowsight.clock import Clock, system_clock
+from flowsight.collector import schema as collector_schema
+from flowsight.collector.api import json_response
+from flowsight.collector.api import router as collector_router
+from flowsight.collector.dead_letters import DeadLetterStore
+from flowsight.collector.ingest import EventIngestor
+from flowsight.collector.metrics import CollectorHealth
+from flowsight.collector.spool import Spool
+from flowsight.collector.timeline import TimelineReader
+from flowsight.collector.writer import EventWriter
+from flowsight.configfiles import load_topology, load_workflows
+from flowsight.ddl import Schema
+from flowsight.migrations import Migration
+from flowsight.settings import Settings
+from flowsight.store import Store
+from flowsight.topology import DEFAULT_TOPOLOGY, Topology
+from flowsight.workflows import DEFAULT_WORKFLOWS, WorkflowCatalog
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: list[Migration] = [*collector_schema.MIGRATIONS]
+"""Every package's migrations, in the order they apply."""
+
+
+def schema_of(settings: Settings) -> Schema:
+    return Schema(settings.database, settings.cluster)
+
+
+def load_catalog(settings: Settings) -> WorkflowCatalog:
+    return load_workflows(settings.workflows_file) if settings.workflows_file else DEFAULT_WORKFLOWS
+
+
+def load_topology_of(settings: Settings) -> Topology:
+    return load_topology(settings.topology_file) if settings.topology_file else DEFAULT_TOPOLOGY
+
+
+@dataclass
+class Services:
+    """Everything the app runs, built once per process."""
+
+    settings: Settings
+    store: Store
+    schema: Schema
+    catalog: WorkflowCatalog
+    topology: Topology
+    writer: EventWriter
+    ingestor: EventIngestor
+    timelines: TimelineReader
+    dead_letters: DeadLetterStore
+    clock: Clock
+    owns_store: bool = True
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def start(self) -> None:
+        migrations.migrate(self.store, self.schema, MIGRATIONS)
+        self.writer.recover()
+        self.writer.start()
+
+    def stop(self) -> None:
+        self.writer.stop()
+        if self.owns_store:
+            self.store.close()
+
+
+def build_services(settings: Settings, *, store: Store | None = None, clock: Clock | None = None) -> Services:
+    """Build (but do not start) the services; ``store`` and ``clock`` may be injected."""
+    catalog = load_catalog(settings)
+    topology = load_topology_of(settings)
+    owns_store = store is None
+    if store is None:
+        store = Store.connect(settings.dsn, settings.database)
+    clock = clock or system_clock
+    schema = schema_of(settings)
+    writer = EventWriter(
+        store,
+        schema,
+        Spool(settings.spool_path, settings.spool_max_bytes),
+        batch_rows=settings.write_batch_rows,
+        max_pending_rows=max(settings.write_batch_rows * 10, settings.max_events_per_request),
+        retry_seconds=settings.spool_retry_seconds,
+    )
+    dead = DeadLetterStore(store, schema)
+    services = Services(
+        settings=settings,
+        store=store,
+        schema=schema,
+        catalog=catalog,
+        topology=topology,
+        writer=writer,
+        ingestor=EventIngestor(
+            writer,
+            dead,
+            lambda: services.catalog,
+            clock,
+            max_events=settings.max_events_per_request,
+        ),
+        timelines=TimelineReader(store, schema),
+        dead_letters=dead,
+        clock=clock,
+        owns_store=owns_store,
+    )
+    services.registry.register(CollectorHealth(writer))
+    return services
+
+
+def create_app(services: Services) -> FastAPI:
+    """The FastAPI app over built services; starting it applies migrations and starts the writer."""
+    shutdown_tracing: list[Any] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services.start()
+        try:
+            yield
+        finally:
+            services.stop()
+            for hook in shutdown_tracing:
+                hook()
+
+    app = FastAPI(
+        title="flowsight",
+        version="0.1.0",
+        summary="Business-SLO monitoring for retail workflows",
+        lifespan=lifespan,
+    )
+    shutdown_tracing.append(selftrace.install(app, services.settings))
+    settings = services.settings
+    app.include_router(
+        collector_router(
+            services.ingestor,
+            services.timelines,
+            services.dead_letters,
+            lambda: services.catalog,
+            services.clock,
+            max_body_bytes=settings.max_body_bytes,
+            max_decompressed_bytes=settings.max_decompressed_bytes,
+            retry_after_seconds=settings.retry_after_seconds,
+        )
+    )
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["health"], summary="Database reachable, migrations applied, spool not full")
+    def readyz() -> Response:
+        reachable = services.store.ping()
+        missing = migrations.pending(services.store, services.schema, MIGRATIONS) if reachable else []
+        spool_full = services.writer.spool.is_full()
+        ready = reachable and not missing and not spool_full
+        body = {
+            "status": "ready" if ready else "not ready",
+            "database_reachable": reachable,
+            "pending_migrations": missing,
+            "spool_bytes": services.writer.spool.bytes_used,
+            "spool_full": spool_full,
+        }
+        return json_response(body, 200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus exposition")
+    def metrics() -> Response:
+        return Response(generate_latest(services.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

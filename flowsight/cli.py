@@ -1,0 +1,129 @@
+"""The ``flowsight`` command: serve, migrate, check-config, settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from flowsight.configfiles import ConfigurationError, check_file
+from flowsight.settings import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=getattr(args, "data_dir", None),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from flowsight.app import build_services, create_app
+
+    settings = _settings(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log = logging.getLogger("flowsight")
+    log.info(
+        "database %s (%s), listening on http://%s:%d",
+        settings.database,
+        settings.dsn,
+        settings.host,
+        settings.port,
+    )
+    app = create_app(build_services(settings))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from flowsight import migrations
+    from flowsight.app import MIGRATIONS, schema_of
+    from flowsight.store import Store
+
+    settings = _settings(args)
+    schema = schema_of(settings)
+    if args.print_ddl:
+        for sql in migrations.plan(schema, MIGRATIONS):
+            print(sql.rstrip() + ";\n")
+        return 0
+    store = Store.connect(settings.dsn, settings.database)
+    try:
+        applied = migrations.migrate(store, schema, MIGRATIONS)
+    finally:
+        store.close()
+    if applied:
+        for migration_id in applied:
+            print(f"applied {migration_id}")
+    else:
+        print("schema is up to date")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.paths:
+        kind, issues = check_file(Path(path))
+        if issues:
+            failed += 1
+            for issue in issues:
+                print(f"error: {issue}", file=sys.stderr)
+        else:
+            print(f"ok: {path} ({kind})")
+    return 1 if failed else 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    for name, info in Settings.model_fields.items():
+        print(f"{name} = {getattr(settings, name)!r}\n    {info.description}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="flowsight", description="Business-SLO monitoring for retail workflows."
+    )
+    top.add_argument("--config", type=Path, help="settings YAML file (also FLOWSIGHT_CONFIG)")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="bind address (FLOWSIGHT_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (FLOWSIGHT_PORT, default 4318)")
+    serve.add_argument("--data-dir", type=Path, help="data directory (FLOWSIGHT_DATA_DIR)")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply schema migrations and exit")
+    migrate.add_argument("--data-dir", type=Path, help="data directory (FLOWSIGHT_DATA_DIR)")
+    migrate.add_argument(
+        "--print-ddl", action="store_true", help="print every statement instead of running them"
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    check = sub.add_parser("check-config", help="validate workflow, topology and settings files")
+    check.add_argument("paths", nargs="+", help="YAML files")
+    check.set_defaults(func=cmd_check_config)
+
+    show = sub.add_parser("settings", help="print every setting with its value, default and unit")
+    show.set_defaults(func=cmd_settings)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigurationError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Service settings: one model, read from ``FLOWSIGHT_*`` environment variables and an optional YAML file.
+
+Precedence, highest first: command-line flags (applied by the CLI), environment variables, the
+YAML file named by ``FLOWSIGHT_CONFIG`` (or ``--config``), then the defaults below. Every field
+documents its default and unit; ``flowsight settings`` prints them all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CORRELATION_KEYS = ("order.id", "order_id", "correlation.id", "app.order.id")
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told, with its default and unit."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLOWSIGHT_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    # -- server ---------------------------------------------------------------------------
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the HTTP server binds. Default 127.0.0.1. Env FLOWSIGHT_HOST.",
+    )
+    port: int = Field(
+        4318,
+        ge=0,
+        le=65535,
+        description="TCP port of the HTTP API, OTLP receiver and pages. Default 4318, the OTLP/HTTP "
+        "port, so an OpenTelemetry SDK's default endpoint reaches flowsight. Env FLOWSIGHT_PORT.",
+    )
+    # -- storage --------------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path("./flowsight-data"),
+        description="Directory for the embedded database and the spool. Default ./flowsight-data. "
+        "Env FLOWSIGHT_DATA_DIR.",
+    )
+    clickhouse_dsn: str | None = Field(
+        None,
+        description="ClickHouse DSN: chdb://<dir> (embedded) or http(s)://user:pass@host:8123. "
+        "Default chdb://<data_dir>/clickhouse. Env FLOWSIGHT_CLICKHOUSE_DSN.",
+    )
+    database: str = Field(
+        "flowsight",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="ClickHouse database holding every flowsight table. Default flowsight. "
+        "Env FLOWSIGHT_DATABASE.",
+    )
+    cluster: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$",
+        description="ClickHouse cluster name; when set, DDL runs ON CLUSTER with Replicated engines "
+        "and Distributed tables. Default none (single node). Env FLOWSIGHT_CLUSTER.",
+    )
+    # -- ingest ---------------------------------------------------------------------------
+    max_body_bytes: int = Field(
+        16 * MiB,
+        gt=0,
+        description="Largest request body accepted as sent (compressed), in bytes; larger gets 413. "
+        "Default 16 MiB. Env FLOWSIGHT_MAX_BODY_BYTES.",
+    )
+    max_decompressed_bytes: int = Field(
+        64 * MiB,
+        gt=0,
+        description="Largest request body after gzip decompression, in bytes; larger gets 413 "
+        "without inflating the rest. Default 64 MiB. Env FLOWSIGHT_MAX_DECOMPRESSED_BYTES.",
+    )
+    max_events_per_request: int = Field(
+        50_000,
+        gt=0,
+        description="Most lifecycle events in one request; more gets 413. Default 50000. "
+        "Env FLOWSIGHT_MAX_EVENTS_PER_REQUEST.",
+    )
+    write_batch_rows: int = Field(
+        50_000,
+        gt=0,
+        description="Most events the writer merges into one ClickHouse insert (requests waiting at "
+        "the same time share an insert). Default 50000 events. Env FLOWSIGHT_WRITE_BATCH_ROWS.",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Directory of the local spool used while ClickHouse is unreachable. "
+        "Default <data_dir>/spool. Env FLOWSIGHT_SPOOL_DIR.",
+    )
+    spool_max_bytes: int = Field(
+        1024 * MiB,
+        gt=0,
+        description="Spool capacity in bytes; when full, ingest answers 503 with Retry-After. "
+        "Default 1 GiB. Env FLOWSIGHT_SPOOL_MAX_BYTES.",
+    )
+    spool_retry_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between attempts to reach ClickHouse while the spool holds data. "
+        "Default 1 s. Env FLOWSIGHT_SPOOL_RETRY_SECONDS.",
+    )
+    retry_after_seconds: int = Field(
+        5,
+        gt=0,
+        description="Retry-After sent with 503/429 answers, in seconds. Default 5 s. "
+        "Env FLOWSIGHT_RETRY_AFTER_SECONDS.",
+    )
+    correlation_keys: tuple[str, ...] = Field(
+        DEFAULT_CORRELATION_KEYS,
+        min_length=1,
+        description="Span, log and resource attribute names that carry the correlation ID. Default "
+        "order.id, order_id, correlation.id, app.order.id. Env FLOWSIGHT_CORRELATION_KEYS (JSON list).",
+    )
+    # -- configuration files ----------------------------------------------------------------
+    workflows_file: Path | None = Field(
+        None,
+        description="YAML file of workflows; default: the built-in retail workflows. "
+        "Env FLOWSIGHT_WORKFLOWS_FILE.",
+    )
+    topology_file: Path | None = Field(
+        None,
+        description="YAML file of systems and their dependencies; default: the built-in retail "
+        "topology. Env FLOWSIGHT_TOPOLOGY_FILE.",
+    )
+    # -- self-observability -------------------------------------------------------------------
+    self_tracing: bool = Field(
+        False,
+        description="Trace flowsight's own requests with the OpenTelemetry SDK. Default off. "
+        "Env FLOWSIGHT_SELF_TRACING.",
+    )
+    self_tracing_endpoint: str = Field(
+        "http://127.0.0.1:4318/v1/traces",
+        description="OTLP/HTTP traces endpoint for self-tracing. Default "
+        "http://127.0.0.1:4318/v1/traces. Env FLOWSIGHT_SELF_TRACING_ENDPOINT.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level. Default info. Env FLOWSIGHT_LOG_LEVEL."
+    )
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _dsn_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")
+        return value
+
+    @property
+    def dsn(self) -> str:
+        """The effective ClickHouse DSN."""
+        return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb://")
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags and file values arrive as init values (load_settings drops file keys the
+        # environment sets, which puts the file below the environment).
+        return (init_settings, env_settings)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: flags (``overrides``) > ``FLOWSIGHT_*`` env > YAML file > defaults.
+
+    Raises:
+        flowsight.configfiles.ConfigurationError: the YAML file, a variable or a flag is invalid;
+            every problem is listed with where it came from.
+    """
+    from flowsight.configfiles import ConfigurationError, read_settings_file, settings_issues
+
+    if config_file is None and os.environ.get("FLOWSIGHT_CONFIG"):
+        config_file = Path(os.environ["FLOWSIGHT_CONFIG"])
+    file_values = read_settings_file(config_file) if config_file is not None else {}
+    # The file ranks below the environment, so keys the environment sets are dropped from it.
+    values = {k: v for k, v in file_values.items() if _env_name(str(k)) not in os.environ}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        source = str(config_file) if config_file else "<settings>"
+        raise ConfigurationError(settings_issues(exc, source, set(file_values))) from None
+
+
+def _env_name(field: str) -> str:
+    return f"FLOWSIGHT_{field.upper()}"

@@ -1,0 +1,79 @@
+"""The versioned YAML specs users write (workflows, topology), apart from the domain model.
+
+Shape and types are checked here by pydantic; rules that span fields (unknown stages, cycles) are
+checked by :mod:`flowsight.configfiles`, which also maps a valid spec to the frozen domain values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flowsight.durations import parse_duration
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="lower_snake_case name")]
+SystemName = Annotated[
+    str, Field(pattern=r"^[a-z0-9_.-]{1,64}$", description="system name: [a-z0-9_.-]{1,64}")
+]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_duration(value: str | int | float | None) -> str | int | float | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+class StageSpec(_Spec):
+    """One stage of a workflow, in the order orders move through them."""
+
+    name: Name
+    owner: SystemName = Field(description="The system that performs this stage.")
+    sla: str | int | None = Field(
+        None,
+        description="Longest acceptable time after the previous stage (e.g. 15m); none for the first.",
+    )
+    in_sequence: bool = Field(
+        True,
+        description="False for a stage reachable at any point (such as cancelled); it never makes an "
+        "order stuck.",
+    )
+
+    _sla = field_validator("sla")(_check_duration)
+
+
+class WorkflowSpec(_Spec):
+    """A business workflow: ordered stages, terminal stages and the completion deadline."""
+
+    name: Name
+    stages: list[StageSpec] = Field(min_length=1)
+    terminal_stages: list[Name] = Field(min_length=1)
+    completion_deadline: str | int = Field(
+        description="Time from the first stage within which the workflow must reach a terminal stage."
+    )
+    _deadline = field_validator("completion_deadline")(_check_duration)
+
+
+class WorkflowsFileV1(_Spec):
+    """A workflows file, version 1."""
+
+    version: Literal[1] = 1
+    workflows: list[WorkflowSpec] = Field(min_length=1)
+
+
+class SystemSpec(_Spec):
+    """A system and the systems it depends on."""
+
+    name: SystemName
+    depends_on: list[SystemName] = Field(default_factory=list)
+
+
+class TopologyFileV1(_Spec):
+    """A topology file, version 1."""
+
+    version: Literal[1] = 1
+    systems: list[SystemSpec] = Field(min_length=1)

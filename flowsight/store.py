@@ -1,0 +1,99 @@
+"""The ClickHouse connection every package reads and writes through.
+
+``chdb://<dir>`` opens the embedded engine in-process; ``http(s)://`` reaches a server or
+cluster with the same clickhouse-connect client. Connection failures surface as
+:class:`StoreUnavailable` so callers can spool instead of failing; this class is also the
+boundary where tests inject faults.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import clickhouse_connect
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(Exception):
+    """ClickHouse cannot be reached right now; the operation may be retried later."""
+
+
+class Store:
+    """A thin, thread-safe wrapper around one clickhouse-connect client."""
+
+    def __init__(self, client: Client, database: str, *, embedded: bool):
+        self.client = client
+        self.database = database
+        self.embedded = embedded
+        # The chDB backend serialises calls itself; an HTTP client must not run two queries
+        # on one session at once, so HTTP calls are serialised here too.
+        self._lock = threading.RLock() if not embedded else None
+
+    @classmethod
+    def connect(cls, dsn: str, database: str) -> Store:
+        """Open a client for ``dsn`` (``chdb://dir`` or ``http(s)://...``)."""
+        embedded = dsn.startswith("chdb://")
+        if embedded:
+            path = dsn[len("chdb://") :]
+            if path:
+                from pathlib import Path
+
+                Path(path).mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {} if embedded else {"autogenerate_session_id": False, "compress": "lz4"}
+        try:
+            client = clickhouse_connect.get_client(dsn=dsn, **options)
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return cls(client, database, embedded=embedded)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if self._lock is None:
+                return fn(*args, **kwargs)
+            with self._lock:
+                return fn(*args, **kwargs)
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Run a statement that returns no rows (DDL, INSERT ... SELECT)."""
+        return self._call(self.client.command, sql, parameters=parameters)
+
+    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Sequence[Sequence[Any]]:
+        """Run a query and return its rows as tuples."""
+        return self._call(self.client.query, sql, parameters=parameters).result_rows
+
+    def dicts(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a query and return its rows as dicts keyed by column name."""
+        result = self._call(self.client.query, sql, parameters=parameters)
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def arrow(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a query and return an Arrow table (columnar, no per-row Python objects)."""
+        return self._call(self.client.query_arrow, sql, parameters=parameters)
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        """Insert an Arrow table in one statement."""
+        if data.num_rows:
+            self._call(self.client.insert_arrow, table, data)
+
+    def ping(self) -> bool:
+        try:
+            self.command("SELECT 1")
+        except StoreUnavailable:
+            return False
+        return True
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # closing is best effort at shutdown
+            log.debug("closing the ClickHouse client failed", exc_info=True)
