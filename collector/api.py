@@ -64,7 +64,7 @@ def router(
         return json_response(result.to_json())
 
     @api.get(
-        "/api/orders/{correlation_id}/timeline",
+        "/api/orders/{correlation_id:path}/timeline",
         summary="An order's timeline across systems",
         tags=["orders"],
     )

@@ -113,7 +113,8 @@ class DeadLetterStore:
             FROM (SELECT * FROM {dl} AS d FINAL WHERE {clause}
                   ORDER BY received_at DESC, id LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}) AS d
             LEFT JOIN (SELECT id, max(replayed_at) AS last_replayed_at,
-                              argMax(outcome, replayed_at) AS last_outcome
+                              if(countIf(outcome = 'replayed') > 0, 'replayed',
+                                 argMax(outcome, replayed_at)) AS last_outcome
                        FROM {rp} GROUP BY id) AS r ON r.id = d.id
             ORDER BY d.received_at DESC, d.id
             SETTINGS join_use_nulls = 1

@@ -83,7 +83,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     topology = load_topology_of(settings)
     owns_store = store is None
     if store is None:
-        store = Store.connect(settings.dsn, settings.database)
+        store = Store.connect(settings.dsn, settings.database, cluster=settings.cluster is not None)
     clock = clock or system_clock
     schema = schema_of(settings)
     writer = EventWriter(

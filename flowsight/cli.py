@@ -53,7 +53,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for sql in migrations.plan(schema, MIGRATIONS):
             print(sql.rstrip() + ";\n")
         return 0
-    store = Store.connect(settings.dsn, settings.database)
+    store = Store.connect(settings.dsn, settings.database, cluster=settings.cluster is not None)
     try:
         applied = migrations.migrate(store, schema, MIGRATIONS)
     finally:

@@ -37,8 +37,12 @@ class Store:
         self._lock = threading.RLock() if not embedded else None
 
     @classmethod
-    def connect(cls, dsn: str, database: str) -> Store:
-        """Open a client for ``dsn`` (``chdb://dir`` or ``http(s)://...``)."""
+    def connect(cls, dsn: str, database: str, *, cluster: bool = False) -> Store:
+        """Open a client for ``dsn`` (``chdb://dir`` or ``http(s)://...``).
+
+        On a cluster, inserts into Distributed tables are made synchronous, so an acknowledged
+        write is on its shard, not in a local queue.
+        """
         embedded = dsn.startswith("chdb://")
         if embedded:
             path = dsn[len("chdb://") :]
@@ -47,6 +51,8 @@ class Store:
 
                 Path(path).mkdir(parents=True, exist_ok=True)
         options: dict[str, Any] = {} if embedded else {"autogenerate_session_id": False, "compress": "lz4"}
+        if cluster:
+            options["settings"] = {"distributed_foreground_insert": 1}
         try:
             client = clickhouse_connect.get_client(dsn=dsn, **options)
         except OperationalError as exc:

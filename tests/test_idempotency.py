@@ -1,0 +1,104 @@
+"""Resending an event (same event_id) changes no figure: within a batch, across batches, across restarts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+
+from flowsight.app import build_services, create_app
+from tests.conftest import event
+
+
+def post(client: TestClient, events: list[dict[str, Any]]) -> dict[str, Any]:
+    response = client.post(
+        "/v1/events", content=orjson.dumps(events), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+def counts(services: Any) -> tuple[int, int, int]:
+    """(event rows stored, rows in the dedup index, distinct orders in the per-order state)."""
+    table = services.schema.table
+    events = services.store.rows(f"SELECT count() FROM {table('events')}")[0][0]
+    ids = services.store.rows(f"SELECT count() FROM {table('event_ids')}")[0][0]
+    orders = services.store.rows(f"SELECT count() FROM {table('order_state')} FINAL")[0][0]
+    return events, ids, orders
+
+
+def order_state(services: Any, correlation_id: str) -> tuple[Any, ...]:
+    [row] = services.store.rows(
+        f"""SELECT min(first_seen), max(last_seen), minMap(reached), maxMap(last_failed)
+            FROM {services.schema.table("order_state")} WHERE correlation_id = {{c:String}}""",
+        {"c": correlation_id},
+    )
+    return tuple(row)
+
+
+def test_duplicates_within_one_batch_are_stored_once(client: TestClient, services: Any) -> None:
+    body = post(client, [event(1), event(1), event(2), event(1)])
+    assert (body["accepted"], body["duplicates"]) == (2, 2)
+    assert counts(services) == (2, 2, 2)
+
+
+def test_resending_a_batch_stores_nothing_new(client: TestClient, services: Any) -> None:
+    batch = [event(i, stage="order_created") for i in range(10)]
+    assert post(client, batch)["accepted"] == 10
+    before = order_state(services, "SO-3")
+    again = post(client, batch)
+    assert (again["accepted"], again["duplicates"]) == (0, 10)
+    assert counts(services) == (10, 10, 10)
+    assert order_state(services, "SO-3") == before
+
+
+def test_resent_event_with_a_different_payload_is_still_a_duplicate(
+    client: TestClient, services: Any
+) -> None:
+    post(client, [event(1, occurred_at="2026-11-26T09:00:00Z")])
+    body = post(client, [event(1, occurred_at="2026-11-26T08:00:00Z")])
+    assert body["duplicates"] == 1
+    first_seen = order_state(services, "SO-1")[0]
+    assert first_seen.hour == 9
+
+
+def test_partly_new_batch_accepts_only_the_new_events(client: TestClient, services: Any) -> None:
+    post(client, [event(i) for i in range(5)])
+    body = post(client, [event(i) for i in range(3, 8)])
+    assert (body["accepted"], body["duplicates"]) == (3, 2)
+    assert counts(services)[:2] == (8, 8)
+
+
+def test_duplicates_are_recognised_after_a_restart(settings: Any, engine: Any, clock: Any) -> None:
+    batch = [event(i) for i in range(20)]
+    with TestClient(create_app(build_services(settings, store=engine, clock=clock))) as first:
+        assert post(first, batch)["accepted"] == 20
+    restarted = build_services(settings, store=engine, clock=clock)
+    with TestClient(create_app(restarted)) as second:
+        body = post(second, batch)
+    assert (body["accepted"], body["duplicates"]) == (0, 20)
+    assert counts(restarted) == (20, 20, 20)
+
+
+def test_concurrent_requests_sharing_ids_store_each_once(client: TestClient, services: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [[event(i) for i in range(start, start + 50)] for start in range(0, 200, 25)]  # overlapping
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda b: post(client, b), batches))
+    assert sum(r["accepted"] for r in results) == 225
+    assert sum(r["accepted"] + r["duplicates"] for r in results) == 400
+    assert counts(services)[:2] == (225, 225)
+
+
+def test_crash_between_events_and_index_is_repaired_at_start(client: TestClient, services: Any) -> None:
+    post(client, [event(i) for i in range(5)])
+    # Simulate a crash after the events insert but before the dedup index insert.
+    services.store.command(
+        f"DELETE FROM {services.schema.table('event_ids')} WHERE event_id IN ('evt-3', 'evt-4')"
+    )
+    assert services.writer.recover() == 2
+    body = post(client, [event(3), event(4)])
+    assert body["duplicates"] == 2
+    assert counts(services)[0] == 5

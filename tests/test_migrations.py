@@ -1,0 +1,84 @@
+"""Versioned migrations: recorded, a no-op the second time; cluster DDL as golden files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowsight import migrations
+from flowsight.app import MIGRATIONS
+from flowsight.ddl import Schema
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_migrations_are_recorded_and_applying_twice_is_a_no_op(engine: Any, settings: Any) -> None:
+    schema = Schema(settings.database)
+    first = migrations.migrate(engine, schema, MIGRATIONS)
+    assert first == [m.id for m in MIGRATIONS]
+    assert migrations.migrate(engine, schema, MIGRATIONS) == []
+    assert migrations.applied(engine, schema) == first
+    tables = {row[0] for row in engine.rows(f"SHOW TABLES FROM {settings.database}")}
+    assert {
+        "events",
+        "event_ids",
+        "events_in",
+        "order_state",
+        "order_state_mv",
+        "dead_letters",
+        "schema_migrations",
+    } <= tables
+
+
+def test_pending_lists_what_a_database_lacks(engine: Any, settings: Any) -> None:
+    schema = Schema(settings.database)
+    assert migrations.pending(engine, schema, MIGRATIONS) == [m.id for m in MIGRATIONS]
+    migrations.migrate(engine, schema, MIGRATIONS[:1])
+    assert migrations.pending(engine, schema, MIGRATIONS) == [m.id for m in MIGRATIONS[1:]]
+
+
+@pytest.mark.parametrize(
+    ("schema", "golden"),
+    [
+        pytest.param(
+            Schema("flowsight"), "ddl-single-node.sql", id="a single node gets plain MergeTree tables"
+        ),
+        pytest.param(
+            Schema("flowsight", "retail"),
+            "ddl-cluster.sql",
+            id="a cluster gets Replicated local tables and Distributed tables ON CLUSTER",
+        ),
+    ],
+)
+def test_ddl_matches_golden_file(schema: Schema, golden: str) -> None:
+    text = "".join(sql.rstrip() + ";\n\n" for sql in migrations.plan(schema, MIGRATIONS))
+    path = GOLDEN / golden
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_cluster_ddl_shards_orders_by_correlation_id() -> None:
+    text = "\n".join(migrations.plan(Schema("flowsight", "retail"), MIGRATIONS))
+    assert "ENGINE = Distributed(retail, flowsight, events_local, cityHash64(correlation_id))" in text
+    assert (
+        "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/flowsight/order_state_local', '{replica}')"
+        in text
+    )
+    assert "TO flowsight.order_state_local\nAS" in text and "FROM flowsight.events_in_local" in text
+
+
+def test_migrate_command_applies_then_reports_up_to_date(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "flowsight.cli", "migrate", "--data-dir", str(tmp_path)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert [line for line in first.stdout.splitlines() if line.startswith("applied")] == [
+        f"applied {m.id}" for m in MIGRATIONS
+    ]
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert second.stdout.strip() == "schema is up to date"
