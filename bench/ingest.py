@@ -574,7 +574,8 @@ def http_phase(
             raise Aborted(
                 f"the server did not stop within 120 s of SIGTERM:\n{server_log_tail(server_log)}"
             ) from None
-        if code != 0:
+        # uvicorn re-raises the signal after a graceful shutdown, so -SIGTERM is a clean exit too.
+        if code not in (0, -signal.SIGTERM):
             log(f"WARNING: the server exited with {code}:\n{server_log_tail(server_log)}")
     finally:
         if server.poll() is None:

@@ -80,10 +80,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(settings_table())
+        return 0
     settings = _settings(args)
     for name, info in Settings.model_fields.items():
         print(f"{name} = {getattr(settings, name)!r}\n    {info.description}")
     return 0
+
+
+def settings_table() -> str:
+    """Every setting as a markdown table (the README's configuration section)."""
+    lines = ["| setting | environment variable | meaning, default and unit |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        description = (info.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | `FLOWSIGHT_{name.upper()}` | {description} |")
+    return "\n".join(lines)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -111,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_config)
 
     show = sub.add_parser("settings", help="print every setting with its value, default and unit")
+    show.add_argument("--markdown", action="store_true", help="print the documentation table instead")
     show.set_defaults(func=cmd_settings)
     return top
 

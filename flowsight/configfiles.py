@@ -63,7 +63,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def substitute_env(text: str, source: str) -> str:
     """Replace ``${VAR}`` and ``${VAR:-default}``; an unset variable without default is an error."""
-    missing: list[str] = []
+    missing: list[tuple[str, int]] = []
 
     def repl(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -71,13 +71,13 @@ def substitute_env(text: str, source: str) -> str:
             return os.environ[name]
         if default is not None:
             return default
-        missing.append(name)
+        missing.append((name, text.count("\n", 0, match.start()) + 1))
         return ""
 
     result = _ENV_REF.sub(repl, text)
     if missing:
         raise ConfigurationError(
-            [ConfigIssue(source, "", f"environment variable {name} is not set") for name in missing]
+            [ConfigIssue(source, "", f"environment variable {name} is not set", line) for name, line in missing]
         )
     return result
 
@@ -242,7 +242,7 @@ def _topology_rules(spec: TopologyFileV1) -> list[tuple[Loc, str]]:
                 problems.append((("systems", si, "depends_on", di), f"unknown system {dep!r}"))
             elif dep == system.name:
                 problems.append((("systems", si, "depends_on", di), "a system cannot depend on itself"))
-    edges = {s.name: list(s.depends_on) for s in spec.systems}
+    edges = {s.name: [d for d in s.depends_on if d != s.name] for s in spec.systems}
     cycle = find_cycle(edges)
     if cycle and len(cycle) > 2:
         problems.append(
@@ -289,15 +289,22 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def settings_issues(exc: ValidationError, source: str, file_keys: set[str]) -> list[ConfigIssue]:
-    """Name each invalid setting by where it came from: the file's field or the variable."""
+def settings_issues(
+    exc: ValidationError, source: str, file_keys: set[str], flag_keys: frozenset[str] = frozenset()
+) -> list[ConfigIssue]:
+    """Name each invalid setting by where it came from: a flag, the file's field or the variable."""
     issues = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
         reason = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
         reason = reason.removeprefix("Value error, ")
         env = f"FLOWSIGHT_{field.upper()}"
-        where = source if field in file_keys and env not in os.environ else f"environment {env}"
+        if field in flag_keys:
+            where = f"flag --{field.replace('_', '-')}"
+        elif field in file_keys and env not in os.environ:
+            where = source
+        else:
+            where = f"environment {env}"
         issues.append(ConfigIssue(where, format_loc(err["loc"]), reason))
     return issues
 
@@ -309,9 +316,16 @@ def _check_settings_doc(doc: _Document) -> None:
         return
     if not isinstance(doc.data, dict):
         raise ConfigurationError.single(doc.source, "", "a settings file must be a mapping of setting: value")
+    class FileOnly(Settings):
+        @classmethod
+        def settings_customise_sources(  # type: ignore[override]
+            cls, settings_cls: Any, init_settings: Any, **_other_sources: Any
+        ) -> tuple[Any, ...]:
+            return (init_settings,)
+
     try:
         # Validate the file alone: the environment must not mask or cause file errors.
-        Settings.model_validate(doc.data)
+        FileOnly(**doc.data)
     except ValidationError as exc:
         raise ConfigurationError(_pydantic_issues(exc, doc)) from None
 

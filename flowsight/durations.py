@@ -20,12 +20,19 @@ def parse_duration(value: str | int | float) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        return _seconds(value)
     match = _PATTERN.match(value)
     if not match:
         raise ValueError(f"invalid duration {value!r}: expected e.g. 30s, 5m, 24h or 14d")
     number, unit = match.groups()
-    return timedelta(seconds=float(number) * _UNITS[unit])
+    return _seconds(float(number) * _UNITS[unit])
+
+
+def _seconds(seconds: float) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration too large: {seconds:g} seconds") from None
 
 
 def format_duration(delta: timedelta) -> str:
@@ -35,4 +42,5 @@ def format_duration(delta: timedelta) -> str:
         size = _UNITS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    text = f"{seconds:.6f}".rstrip("0").rstrip(".")
+    return f"{text or '0'}s"

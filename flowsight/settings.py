@@ -34,7 +34,7 @@ class Settings(BaseSettings):
         4318,
         ge=0,
         le=65535,
-        description="TCP port of the HTTP API, OTLP receiver and pages. Default 4318, the OTLP/HTTP "
+        description="TCP port of the HTTP API. Default 4318, the OTLP/HTTP "
         "port, so an OpenTelemetry SDK's default endpoint reaches flowsight. Env FLOWSIGHT_PORT.",
     )
     # -- storage --------------------------------------------------------------------------
@@ -193,7 +193,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return Settings(**values)
     except ValidationError as exc:
         source = str(config_file) if config_file else "<settings>"
-        raise ConfigurationError(settings_issues(exc, source, set(file_values))) from None
+        flags = frozenset(k for k, v in overrides.items() if v is not None)
+        raise ConfigurationError(settings_issues(exc, source, set(file_values), flags)) from None
 
 
 def _env_name(field: str) -> str:

@@ -43,7 +43,7 @@ class StageSpec(_Spec):
         "order stuck.",
     )
 
-    _sla = field_validator("sla")(_check_duration)
+    _sla = field_validator("sla", mode="before")(_check_duration)
 
 
 class WorkflowSpec(_Spec):
@@ -55,7 +55,7 @@ class WorkflowSpec(_Spec):
     completion_deadline: str | int = Field(
         description="Time from the first stage within which the workflow must reach a terminal stage."
     )
-    _deadline = field_validator("completion_deadline")(_check_duration)
+    _deadline = field_validator("completion_deadline", mode="before")(_check_duration)
 
 
 class WorkflowsFileV1(_Spec):

@@ -50,23 +50,13 @@ def test_parse_duration(value: str | int | float, expected: timedelta) -> None:
         pytest.param(False, "expected a duration", id="false is not zero"),
         pytest.param(
             "9999999999d",
-            "",
+            "too large",
             id="a duration too large for a timedelta raises ValueError",
-            marks=pytest.mark.xfail(
-                raises=OverflowError,
-                strict=True,
-                reason="bug: timedelta's OverflowError escapes parse_duration",
-            ),
         ),
         pytest.param(
             10**17,
-            "",
+            "too large",
             id="an integer too large for a timedelta raises ValueError",
-            marks=pytest.mark.xfail(
-                raises=OverflowError,
-                strict=True,
-                reason="bug: timedelta's OverflowError escapes parse_duration",
-            ),
         ),
     ],
 )
@@ -109,7 +99,7 @@ def test_parse_format_parse_round_trip(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", [pytest.param(text, id=text) for text in ("1.5s", "30s", "90m", "24h", "3d", "3w", "0s")]
+    "text", [pytest.param(text, id=text) for text in ("1.5s", "30s", "90m", "2h", "3d", "3w", "0s")]
 )
 def test_canonical_text_formats_to_itself(text: str) -> None:
     assert format_duration(parse_duration(text)) == text
@@ -123,19 +113,10 @@ def test_canonical_text_formats_to_itself(text: str) -> None:
         pytest.param(
             timedelta(days=2, milliseconds=500),
             id="two days and half a second keeps its half second",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: format_duration renders the remainder with :g (6 significant digits): '172800s'",
-            ),
         ),
         pytest.param(
             timedelta(microseconds=1),
             id="one microsecond formats to parseable text",
-            marks=pytest.mark.xfail(
-                raises=ValueError,
-                strict=True,
-                reason="bug: format_duration renders 1e-06s, which parse_duration rejects",
-            ),
         ),
     ],
 )
