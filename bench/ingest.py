@@ -325,7 +325,8 @@ def direct_only(args: argparse.Namespace) -> int:
     build_s = time.perf_counter() - started
     log(f"direct: built {table.num_rows} rows as Arrow in {build_s:.1f} s")
 
-    store = TimedStore.connect(f"chdb://{data_dir / 'clickhouse'}", DATABASE)
+    opened = Store.connect(f"chdb://{data_dir / 'clickhouse'}", DATABASE)
+    store = TimedStore(opened.client, DATABASE, embedded=opened.embedded)
     store.timings = defaultdict(float)
     runs = []
     try:
@@ -344,8 +345,11 @@ def direct_only(args: argparse.Namespace) -> int:
                 outcome = writer.commit(piece, dead_letters.EMPTY, [piece.num_rows])
                 accepted += outcome[0].accepted
                 if accepted >= next_report:
-                    log(f"direct (chunk {chunk}): {accepted}/{table.num_rows} rows")
-                    next_report += table.num_rows / 10
+                    log(
+                        f"direct (chunk {chunk}): {accepted * 100 // table.num_rows:3d}% {accepted}/{table.num_rows} rows"
+                    )
+                    while next_report <= accepted:
+                        next_report += table.num_rows / 10
             seconds = time.perf_counter() - start
             stored = store.rows(f"SELECT count() FROM {schema.table('events')}")[0][0]
             if accepted != table.num_rows or stored != table.num_rows:
@@ -706,9 +710,8 @@ def markdown(result: dict[str, Any]) -> str:
     total = sum(breakdown.values())
     out += ["", f"Direct commit time by step (chunk {result['direct_chunk']:,}):", ""]
     out += ["| Step | Seconds | Share |", "|---|---:|---:|"]
-    out += [
-        f"| {k} | {v:.2f} | {v / total:.0%} |" for k, v in sorted(breakdown.items(), key=lambda kv: -kv[1])
-    ]
+    steps = sorted(((k, v) for k, v in breakdown.items() if v >= 0.005), key=lambda kv: -kv[1])
+    out += [f"| {k} | {v:.2f} | {v / total:.0%} |" for k, v in steps]
     m = result["machine"]
     out += [
         "",
