@@ -2,7 +2,6 @@
 
 - ``events``: every accepted lifecycle event, one row per event_id (ReplacingMergeTree keyed by
   correlation and event id, so an order's events are one primary-key range).
-- ``event_ids``: the idempotency index, keyed by event_id, read before each insert.
 - ``events_in`` (Null) -> ``order_state_mv`` -> ``order_state``: per-order state as min/max
   states of stage times. Min and max are idempotent, so a resent event changes nothing even
   before the dedup index has seen it; this is what makes stage times, completion, stuck
@@ -10,8 +9,9 @@
 - ``dead_letters`` and ``dead_letter_replays``: rejected input with its reason, and what
   became of it on replay.
 
-The writer inserts into ``events_in`` first, then ``events``, then ``event_ids``: a crash between
-any two leaves nothing a resend cannot repair (see :mod:`collector.writer`).
+The writer inserts into ``events_in`` first, then ``events``: a crash between the two leaves
+nothing a resend cannot repair (see :mod:`flowsight.collector.writer`). Dedup reads
+``xxHash64(event_id)`` of ``events`` once at start (see :mod:`flowsight.collector.seen_ids`).
 """
 
 from __future__ import annotations
@@ -42,18 +42,7 @@ EVENTS = Table(
     partition_by="toYYYYMM(occurred_at)",
     order_by="(correlation_id, event_id)",
     sharding_key="cityHash64(correlation_id)",
-)
-
-EVENT_IDS = Table(
-    name="event_ids",
-    columns="""
-    event_id String,
-    correlation_id String,
-    ingested_at DateTime64(3, 'UTC')
-""",
-    engine="ReplacingMergeTree",
-    order_by="event_id",
-    sharding_key="cityHash64(event_id)",
+    indexes="INDEX ingested_at_idx ingested_at TYPE minmax GRANULARITY 1",
 )
 
 EVENTS_IN = Table(
@@ -133,7 +122,6 @@ MIGRATIONS = [
     Migration.creating(
         "collector/0001_events",
         EVENTS,
-        EVENT_IDS,
         ORDER_STATE,
         EVENTS_IN,
         ORDER_STATE_MV,

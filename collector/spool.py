@@ -63,6 +63,7 @@ class Spool:
             stale.unlink()
         files = self._files()
         self._bytes = sum(f.stat().st_size for f in files)
+        self._count = len(files)
         self._next = int(files[-1].stem) + 1 if files else 1
 
     def _files(self) -> list[Path]:
@@ -73,10 +74,10 @@ class Spool:
         return self._bytes
 
     def __len__(self) -> int:
-        return len(self._files())
+        return self._count
 
     def is_empty(self) -> bool:
-        return not any(self.path.glob("*.spool"))
+        return self._count == 0
 
     def is_full(self) -> bool:
         return self._bytes >= self.max_bytes
@@ -105,6 +106,7 @@ class Spool:
             os.rename(tmp, final)
             _fsync_dir(self.path)
             self._bytes += len(blob)
+            self._count += 1
         return final
 
     def oldest(self) -> SpooledBatch | None:
@@ -138,6 +140,7 @@ class Spool:
             batch.path.unlink()
             _fsync_dir(self.path)
             self._bytes -= size
+            self._count -= 1
 
     def _quarantine(self, file: Path, reason: str) -> None:
         self.quarantine.mkdir(exist_ok=True)
@@ -147,6 +150,7 @@ class Spool:
             os.rename(file, target)
             _fsync_dir(self.path)
             self._bytes -= size
+            self._count -= 1
         log.error(
             "spool file %s is corrupt (%s); moved to %s, the rest still drain",
             file.name,

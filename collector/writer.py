@@ -5,11 +5,11 @@ future; the writer merges what is waiting (up to ``batch_rows`` events) into one
 small requests share a few large inserts. A future resolves only once its events are durable:
 in ClickHouse, or fsynced in the spool while ClickHouse is unreachable.
 
-A commit looks the batch's ids up in ``event_ids``, drops what is already stored or repeated
-within the batch, then inserts into ``events_in`` (per-order state: min/max, idempotent),
-``events`` and finally ``event_ids``. If the process dies between those inserts, a resend
-repairs the first gap by idempotence, and :meth:`EventWriter.recover` repairs the second at
-start by indexing recent events the index lacks.
+A commit drops ids repeated within the batch, checks the rest against the in-memory
+:class:`~flowsight.collector.seen_ids.SeenIds` filter (verifying its rare hits in ClickHouse),
+then inserts into ``events_in`` (per-order state: min/max, idempotent) and then ``events``. If
+the process dies between the two inserts, a resend finds nothing in ``events`` and writes both
+again, which the min/max state absorbs.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flowsight.collector import dead_letters
 from flowsight.collector.events import EVENT_SCHEMA
+from flowsight.collector.seen_ids import SeenIds, hash_ids
 from flowsight.collector.spool import Spool, SpoolFull
 from flowsight.ddl import Schema
 from flowsight.store import Store, StoreUnavailable
@@ -34,6 +37,8 @@ from flowsight.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 20_000
+REFRESH_OVERLAP = timedelta(seconds=30)
+"""How far back a refresh looks before the last seen ingest time (clock skew between collectors)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class EventWriter:
         batch_rows: int = 50_000,
         max_pending_rows: int = 500_000,
         retry_seconds: float = 1.0,
+        refresh_seconds: float | None = None,
     ):
         self.store = store
         self.schema = schema
@@ -94,6 +100,10 @@ class EventWriter:
         self._stopping = False
         self._down_until = 0.0  # monotonic time before which the store is assumed down
         self._thread: threading.Thread | None = None
+        self.seen = SeenIds()
+        self._watermark: datetime | None = None
+        self.refresh_seconds = refresh_seconds
+        self._next_refresh = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -113,25 +123,28 @@ class EventWriter:
     def store_reachable(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def recover(self) -> int:
-        """Index events a crash left out of ``event_ids``; returns how many were indexed."""
-        ids, events = self.schema.table("event_ids"), self.schema.table("events")
-        latest, before = self.store.rows(f"SELECT max(ingested_at), count() FROM {ids}")[0]
-        # A crash can only leave out the last commits before it: look a few minutes back.
-        since = latest - timedelta(minutes=10) if before else datetime(1970, 1, 1)
-        self.store.command(
-            f"""
-            INSERT INTO {ids} (event_id, correlation_id, ingested_at)
-            SELECT event_id, correlation_id, ingested_at FROM {events}
-            WHERE ingested_at >= {{since:DateTime64(3)}}
-              AND event_id NOT IN (SELECT event_id FROM {ids} WHERE ingested_at >= {{since:DateTime64(3)}})
-            """,
-            {"since": since},
+    def load_seen(self) -> int:
+        """Fill the dedup filter from the stored events; returns how many ids it holds."""
+        events = self.schema.table("events")
+        table = self.store.arrow(f"SELECT xxHash64(event_id) AS h, ingested_at FROM {events}")
+        hashes = table.column("h").to_numpy() if table.num_rows else np.empty(0, np.uint64)
+        self.seen.load(hashes)
+        if table.num_rows:
+            self._watermark = pc.max(table.column("ingested_at")).as_py()
+        log.info("dedup filter holds %d event ids (%d MiB)", len(self.seen), self.seen.nbytes >> 20)
+        return len(self.seen)
+
+    def refresh_seen(self) -> None:
+        """Add ids other collectors stored since the last look (a shared ClickHouse server)."""
+        since = (self._watermark or datetime(1970, 1, 1, tzinfo=UTC)) - REFRESH_OVERLAP
+        table = self.store.arrow(
+            f"SELECT xxHash64(event_id) AS h, ingested_at FROM {self.schema.table('events')} "
+            "WHERE ingested_at >= {since:DateTime64(3)}",
+            {"since": since.replace(tzinfo=None)},
         )
-        after = self.store.rows(f"SELECT count() FROM {ids}")[0][0]
-        if after > before:
-            log.warning("indexed %d events a previous crash left unindexed", after - before)
-        return int(after - before)
+        if table.num_rows:
+            self.seen.add(table.column("h").to_numpy())
+            self._watermark = pc.max(table.column("ingested_at")).as_py()
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -172,6 +185,12 @@ class EventWriter:
     def _run(self) -> None:
         while True:
             items = self._take()
+            if self.refresh_seconds and time.monotonic() >= self._next_refresh and self.store_reachable:
+                self._next_refresh = time.monotonic() + self.refresh_seconds
+                try:
+                    self.refresh_seen()
+                except StoreUnavailable as exc:
+                    self._mark_down(exc)
             if not self.spool.is_empty() and self.store_reachable:
                 self._drain_one()
             if items:
@@ -238,17 +257,26 @@ class EventWriter:
 
     # -- the commit -----------------------------------------------------------------------
 
-    def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` are already stored."""
-        table = self.schema.table("event_ids")
+    def stored_ids(self, event_ids: Sequence[str], correlation_ids: Sequence[str]) -> set[str]:
+        """Which of these events are already stored (an exact check for the filter's hits)."""
+        events = self.schema.table("events")
         found: set[str] = set()
-        for start in range(0, len(ids), LOOKUP_CHUNK):
-            chunk = ids[start : start + LOOKUP_CHUNK]
+        for start in range(0, len(event_ids), LOOKUP_CHUNK):
+            ids = list(event_ids[start : start + LOOKUP_CHUNK])
             rows = self.store.rows(
-                f"SELECT DISTINCT event_id FROM {table} WHERE event_id IN {{ids:Array(String)}}",
-                {"ids": list(chunk)},
+                f"SELECT DISTINCT event_id FROM {events} "
+                "WHERE correlation_id IN {cs:Array(String)} AND event_id IN {ids:Array(String)}",
+                {"cs": sorted(set(correlation_ids[start : start + LOOKUP_CHUNK])), "ids": ids},
             )
             found.update(row[0] for row in rows)
+        rest = [i for i in event_ids if i not in found]
+        if rest:  # a collision, or an id reused under another correlation ID: look by id alone
+            for start in range(0, len(rest), LOOKUP_CHUNK):
+                rows = self.store.rows(
+                    f"SELECT DISTINCT event_id FROM {events} WHERE event_id IN {{ids:Array(String)}}",
+                    {"ids": rest[start : start + LOOKUP_CHUNK]},
+                )
+                found.update(row[0] for row in rows)
         return found
 
     def commit(self, events: pa.Table, dead: pa.Table, sizes: Sequence[int]) -> list[WriteOutcome]:
@@ -261,19 +289,22 @@ class EventWriter:
         first: dict[str, int] = {}
         for index, event_id in enumerate(ids):
             first.setdefault(event_id, index)
-        stored = self.existing_ids(list(first)) if first else set()
-        keep = [False] * len(ids)
-        for event_id, index in first.items():
-            if event_id not in stored:
-                keep[index] = True
-        fresh = events.filter(pa.array(keep, pa.bool_())) if len(first) != len(ids) or stored else events
+        unique_index = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+        hashes = hash_ids(list(first))
+        hits = self.seen.contains(hashes)
+        stored: set[str] = set()
+        if hits.any():
+            hit_index = unique_index[hits]
+            correlations = events.column("correlation_id").take(pa.array(hit_index)).to_pylist()
+            stored = self.stored_ids([ids[i] for i in hit_index], correlations)
+        keep = np.zeros(len(ids), dtype=bool)
+        fresh_mask = np.array([event_id not in stored for event_id in first], dtype=bool) if stored else None
+        keep[unique_index if fresh_mask is None else unique_index[fresh_mask]] = True
+        fresh = events if len(first) == len(ids) and not stored else events.filter(pa.array(keep))
         if fresh.num_rows:
             self.store.insert_arrow(self.schema.table("events_in"), fresh)
             self.store.insert_arrow(self.schema.table("events"), fresh)
-            self.store.insert_arrow(
-                self.schema.table("event_ids"),
-                fresh.select(["event_id", "correlation_id", "ingested_at"]),
-            )
+            self.seen.add(hashes if fresh_mask is None else hashes[fresh_mask])
         self.store.insert_arrow(self.schema.table("dead_letters"), dead)
         self.stats.commits += 1
         self.stats.rows_inserted += fresh.num_rows
@@ -281,7 +312,7 @@ class EventWriter:
         outcomes = []
         offset = 0
         for size in sizes:
-            accepted = sum(keep[offset : offset + size])
+            accepted = int(keep[offset : offset + size].sum())
             outcomes.append(WriteOutcome(accepted, size - accepted))
             offset += size
         return outcomes

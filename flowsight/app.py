@@ -68,7 +68,7 @@ class Services:
 
     def start(self) -> None:
         migrations.migrate(self.store, self.schema, MIGRATIONS)
-        self.writer.recover()
+        self.writer.load_seen()
         self.writer.start()
 
     def stop(self) -> None:
@@ -93,6 +93,8 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
         batch_rows=settings.write_batch_rows,
         max_pending_rows=max(settings.write_batch_rows * 10, settings.max_events_per_request),
         retry_seconds=settings.spool_retry_seconds,
+        # One process owns an embedded database; on a shared server other collectors write too.
+        refresh_seconds=None if settings.embedded else settings.dedup_refresh_seconds,
     )
     dead = DeadLetterStore(store, schema)
     services = Services(

@@ -77,7 +77,10 @@ def substitute_env(text: str, source: str) -> str:
     result = _ENV_REF.sub(repl, text)
     if missing:
         raise ConfigurationError(
-            [ConfigIssue(source, "", f"environment variable {name} is not set", line) for name, line in missing]
+            [
+                ConfigIssue(source, "", f"environment variable {name} is not set", line)
+                for name, line in missing
+            ]
         )
     return result
 
@@ -316,6 +319,7 @@ def _check_settings_doc(doc: _Document) -> None:
         return
     if not isinstance(doc.data, dict):
         raise ConfigurationError.single(doc.source, "", "a settings file must be a mapping of setting: value")
+
     class FileOnly(Settings):
         @classmethod
         def settings_customise_sources(  # type: ignore[override]

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         description="Most events the writer merges into one ClickHouse insert (requests waiting at "
         "the same time share an insert). Default 50000 events. Env FLOWSIGHT_WRITE_BATCH_ROWS.",
     )
+    dedup_refresh_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="On a shared ClickHouse server, seconds between reads of the event ids other "
+        "collectors stored, for deduplication across collectors. Default 5 s. "
+        "Env FLOWSIGHT_DEDUP_REFRESH_SECONDS.",
+    )
     spool_dir: Path | None = Field(
         None,
         description="Directory of the local spool used while ClickHouse is unreachable. "

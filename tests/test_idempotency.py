@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi.testclient import TestClient
 
 from flowsight.app import build_services, create_app
+from flowsight.collector.seen_ids import hash_ids
 from tests.conftest import event
 
 
@@ -20,10 +22,9 @@ def post(client: TestClient, events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def counts(services: Any) -> tuple[int, int, int]:
-    """(event rows stored, rows in the dedup index, distinct orders in the per-order state)."""
+    """(event rows stored, distinct event ids stored, distinct orders in the per-order state)."""
     table = services.schema.table
-    events = services.store.rows(f"SELECT count() FROM {table('events')}")[0][0]
-    ids = services.store.rows(f"SELECT count() FROM {table('event_ids')}")[0][0]
+    events, ids = services.store.rows(f"SELECT count(), uniqExact(event_id) FROM {table('events')}")[0]
     orders = services.store.rows(f"SELECT count() FROM {table('order_state')} FINAL")[0][0]
     return events, ids, orders
 
@@ -92,13 +93,27 @@ def test_concurrent_requests_sharing_ids_store_each_once(client: TestClient, ser
     assert counts(services)[:2] == (225, 225)
 
 
-def test_crash_between_events_and_index_is_repaired_at_start(client: TestClient, services: Any) -> None:
+def test_a_hash_collision_never_drops_a_distinct_event(client: TestClient, services: Any) -> None:
     post(client, [event(i) for i in range(5)])
-    # Simulate a crash after the events insert but before the dedup index insert.
-    services.store.command(
-        f"DELETE FROM {services.schema.table('event_ids')} WHERE event_id IN ('evt-3', 'evt-4')"
-    )
-    assert services.writer.recover() == 2
-    body = post(client, [event(3), event(4)])
-    assert body["duplicates"] == 2
-    assert counts(services)[0] == 5
+    # Make the filter claim every id is stored, as a 64-bit collision would for one.
+    services.writer.seen.contains = lambda hashes: np.ones(hashes.size, dtype=bool)
+    body = post(client, [event(3), event(4), event(5), event(6, correlation_id="SO-3")])
+    assert (body["accepted"], body["duplicates"]) == (2, 2)
+    assert counts(services)[:2] == (7, 7)
+
+
+def test_an_id_resent_under_another_correlation_id_is_a_duplicate(client: TestClient, services: Any) -> None:
+    post(client, [event(1, correlation_id="SO-A")])
+    body = post(client, [event(1, correlation_id="SO-B")])
+    assert body["duplicates"] == 1
+    assert counts(services)[0] == 1
+
+
+def test_the_filter_is_rebuilt_from_stored_events_at_start(settings: Any, engine: Any, clock: Any) -> None:
+    with TestClient(create_app(build_services(settings, store=engine, clock=clock))) as first:
+        post(first, [event(i) for i in range(30)])
+    restarted = build_services(settings, store=engine, clock=clock)
+    with TestClient(create_app(restarted)):
+        assert len(restarted.writer.seen) == 30
+        hashes = hash_ids([f"evt-{i}" for i in range(28, 32)])
+        assert restarted.writer.seen.contains(hashes).tolist() == [True, True, False, False]

@@ -26,7 +26,6 @@ def test_migrations_are_recorded_and_applying_twice_is_a_no_op(engine: Any, sett
     tables = {row[0] for row in engine.rows(f"SHOW TABLES FROM {settings.database}")}
     assert {
         "events",
-        "event_ids",
         "events_in",
         "order_state",
         "order_state_mv",

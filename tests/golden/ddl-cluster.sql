@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS flowsight.events_local ON CLUSTER retail
     span_id String,
     attributes Map(String, String),
     source LowCardinality(String),
-    ingested_at DateTime64(3, 'UTC')
+    ingested_at DateTime64(3, 'UTC'),
+    INDEX ingested_at_idx ingested_at TYPE minmax GRANULARITY 1
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowsight/events_local', '{replica}')
 PARTITION BY toYYYYMM(occurred_at)
@@ -33,18 +34,6 @@ ORDER BY (correlation_id, event_id);
 
 CREATE TABLE IF NOT EXISTS flowsight.events ON CLUSTER retail AS flowsight.events_local
 ENGINE = Distributed(retail, flowsight, events_local, cityHash64(correlation_id));
-
-CREATE TABLE IF NOT EXISTS flowsight.event_ids_local ON CLUSTER retail
-(
-    event_id String,
-    correlation_id String,
-    ingested_at DateTime64(3, 'UTC')
-)
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowsight/event_ids_local', '{replica}')
-ORDER BY event_id;
-
-CREATE TABLE IF NOT EXISTS flowsight.event_ids ON CLUSTER retail AS flowsight.event_ids_local
-ENGINE = Distributed(retail, flowsight, event_ids_local, cityHash64(event_id));
 
 CREATE TABLE IF NOT EXISTS flowsight.order_state_local ON CLUSTER retail
 (

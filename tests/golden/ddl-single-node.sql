@@ -22,20 +22,12 @@ CREATE TABLE IF NOT EXISTS flowsight.events
     span_id String,
     attributes Map(String, String),
     source LowCardinality(String),
-    ingested_at DateTime64(3, 'UTC')
+    ingested_at DateTime64(3, 'UTC'),
+    INDEX ingested_at_idx ingested_at TYPE minmax GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (correlation_id, event_id);
-
-CREATE TABLE IF NOT EXISTS flowsight.event_ids
-(
-    event_id String,
-    correlation_id String,
-    ingested_at DateTime64(3, 'UTC')
-)
-ENGINE = ReplacingMergeTree
-ORDER BY event_id;
 
 CREATE TABLE IF NOT EXISTS flowsight.order_state
 (
