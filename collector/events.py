@@ -124,9 +124,12 @@ class EventBatch:
     ingested_at_ms: int
     columns: dict[str, list[Any]] = field(
         default_factory=lambda: {
-            name: [] for name in EVENT_SCHEMA.names if name not in ("source", "ingested_at")
+            name: [] for name in EVENT_SCHEMA.names if name not in ("source", "ingested_at", "attributes")
         }
     )
+    attribute_offsets: list[int] = field(default_factory=lambda: [0])
+    attribute_keys: list[str] = field(default_factory=list)
+    attribute_values: list[str] = field(default_factory=list)
     errors: list[tuple[int, str, str]] = field(default_factory=list)
     """(index in the request, event_id if readable, error text)"""
     rejected_payloads: list[Any] = field(default_factory=list)
@@ -200,7 +203,11 @@ class EventBatch:
         cols["channel"].append(channel)
         cols["trace_id"].append(trace_id.lower())
         cols["span_id"].append(span_id.lower())
-        cols["attributes"].append(attributes)
+        if attributes:
+            for key, value in attributes:
+                self.attribute_keys.append(key)
+                self.attribute_values.append(value)
+        self.attribute_offsets.append(len(self.attribute_keys))
         return True
 
     def reject(self, index: int, event_id: str, payload: Any, error: str) -> None:
@@ -211,7 +218,12 @@ class EventBatch:
     def to_arrow(self) -> pa.Table:
         """The accepted events as an Arrow table of :data:`EVENT_SCHEMA`."""
         n = len(self)
-        arrays = [pa.array(self.columns[name], type=EVENT_SCHEMA.field(name).type) for name in self.columns]
-        arrays.append(pa.array([self.source] * n, type=pa.string()))
-        arrays.append(pa.array([self.ingested_at_ms] * n, type=pa.timestamp("ms", tz="UTC")))
-        return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+        arrays = {name: pa.array(values, type=EVENT_SCHEMA.field(name).type) for name, values in self.columns.items()}
+        arrays["attributes"] = pa.MapArray.from_arrays(
+            pa.array(self.attribute_offsets, pa.int32()),
+            pa.array(self.attribute_keys, pa.string()),
+            pa.array(self.attribute_values, pa.string()),
+        )
+        arrays["source"] = pa.array([self.source] * n, type=pa.string())
+        arrays["ingested_at"] = pa.array([self.ingested_at_ms] * n, type=pa.timestamp("ms", tz="UTC"))
+        return pa.Table.from_arrays([arrays[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)

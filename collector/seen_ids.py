@@ -62,10 +62,16 @@ class SeenIds:
             return
         self._runs.append(np.sort(hashes.astype(np.uint64, copy=False)))
         if len(self._runs) > MAX_RUNS:
-            merged = np.concatenate(self._runs)
-            merged.sort()
+            merged = _merge(self._runs)
+            # Fold the runs into the base once they are an eighth of it: each hash is copied
+            # a bounded number of times, and merging sorted arrays is linear.
             if merged.size * 8 > self._base.size:
-                self._base = np.union1d(self._base, merged)
+                self._base = _merge([self._base, merged])
                 self._runs = []
             else:
                 self._runs = [merged]
+
+
+def _merge(arrays: list[np.ndarray]) -> np.ndarray:
+    """Merge sorted arrays into one sorted array (timsort finds the runs: linear time)."""
+    return np.sort(np.concatenate(arrays), kind="stable")

@@ -185,19 +185,29 @@ class EventWriter:
     def _run(self) -> None:
         while True:
             items = self._take()
-            if self.refresh_seconds and time.monotonic() >= self._next_refresh and self.store_reachable:
-                self._next_refresh = time.monotonic() + self.refresh_seconds
-                try:
-                    self.refresh_seen()
-                except StoreUnavailable as exc:
-                    self._mark_down(exc)
-            if not self.spool.is_empty() and self.store_reachable:
-                self._drain_one()
-            if items:
-                self._write(items)
+            try:
+                self._housekeeping()
+                if items:
+                    self._write(items)
+            except Exception as exc:  # never leave a request waiting on a dead thread
+                log.exception("the writer failed a batch")
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
             with self._cond:
                 if self._stopping and not self._queue:
                     return
+
+    def _housekeeping(self) -> None:
+        """Between commits: learn other collectors' ids, drain one spooled batch."""
+        if self.refresh_seconds and time.monotonic() >= self._next_refresh and self.store_reachable:
+            self._next_refresh = time.monotonic() + self.refresh_seconds
+            try:
+                self.refresh_seen()
+            except StoreUnavailable as exc:
+                self._mark_down(exc)
+        if not self.spool.is_empty() and self.store_reachable:
+            self._drain_one()
 
     def _write(self, items: list[_Pending]) -> None:
         events = pa.concat_tables([i.events for i in items])

@@ -55,7 +55,9 @@ def test_sigkill_under_load_then_restart_loses_and_duplicates_nothing(tmp_path: 
     threads = [threading.Thread(target=worker, args=(list(range(k, BATCHES, 4)),)) for k in range(4)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 120
     while len(acked) < BATCHES // 3:
+        assert time.monotonic() < deadline, f"only {len(acked)} batches acknowledged:\n{server.log.read_text()[-2000:]}"
         time.sleep(0.005)
     server.kill()
     killed.set()
