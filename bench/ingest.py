@@ -5,9 +5,9 @@ One run, three steps, each timed on its own:
 
 1. direct: a subprocess of this script (chDB holds one data directory per process) opens a fresh
    chDB directory, applies the flowsight schema and writes the same rows the HTTP phase will
-   send, as Arrow tables of ``EVENT_SCHEMA``, with ``insert_arrow`` into ``events_in`` (the
-   per-order state pipeline) and ``events``: the engine's limit for the server's storage work,
-   minus HTTP, JSON parsing, validation and dedup.
+   send, as Arrow tables of ``EVENT_SCHEMA``, with ``insert_arrow`` into ``events`` (and so its
+   per-order state view), with the server's insert settings: the engine's limit for the
+   server's storage work, minus HTTP, JSON parsing, validation and dedup.
 2. http: one ``flowsight serve`` process on a fresh data directory; client threads, each with
    its own keep-alive connection, POST pre-serialized NDJSON bodies to ``/v1/events``.
 3. verify: the server is stopped (SIGTERM) and its chDB directory is opened here to check that
@@ -279,6 +279,7 @@ def direct_only(args: argparse.Namespace) -> int:
     from flowsight import migrations
     from flowsight.app import MIGRATIONS
     from flowsight.collector.events import EventBatch
+    from flowsight.collector.writer import INSERT_SETTINGS
     from flowsight.ddl import Schema
     from flowsight.store import Store
     from flowsight.workflows import DEFAULT_WORKFLOWS
@@ -295,10 +296,10 @@ def direct_only(args: argparse.Namespace) -> int:
             finally:
                 self.timings["queries"] += time.perf_counter() - start
 
-        def insert_arrow(self, table: str, data: pa.Table) -> None:
+        def insert_arrow(self, table: str, data: pa.Table, settings: Any = None) -> None:
             start = time.perf_counter()
             try:
-                super().insert_arrow(table, data)
+                super().insert_arrow(table, data, settings)
             finally:
                 self.timings[f"insert {table.rsplit('.', 1)[-1]}"] += time.perf_counter() - start
 
@@ -338,8 +339,7 @@ def direct_only(args: argparse.Namespace) -> int:
             for piece in slices:
                 # The same storage work a server commit does, minus HTTP, parsing, validation
                 # and dedup: the rows into the per-order state pipeline, then into events.
-                store.insert_arrow(schema.table("events_in"), piece)
-                store.insert_arrow(schema.table("events"), piece)
+                store.insert_arrow(schema.table("events"), piece, settings=INSERT_SETTINGS)
                 accepted += piece.num_rows
                 if accepted >= next_report:
                     log(
@@ -563,6 +563,12 @@ def http_phase(
 
         status, metrics_text = get(port, "/metrics")
         commits = metric(metrics_text.decode(), "flowsight_ingest_commits_total") if status == 200 else None
+        writer_seconds = {
+            step: metric(metrics_text.decode(), f"flowsight_ingest_{step}_seconds_total")
+            if status == 200
+            else None
+            for step in ("commit", "dedup", "insert")
+        }
         peak_rss = proc_status(server.pid, "VmHWM")
 
         log("http: stopping the server (SIGTERM)")
@@ -600,6 +606,7 @@ def http_phase(
         "rejected": load.rejected,
         "server_commits": int(commits) if commits is not None else None,
         "server_mean_commit_rows": total / commits if commits else None,
+        "server_writer_seconds": writer_seconds,
         "server_peak_rss_bytes": peak_rss,
         "server_cpu_s": cpu,
         "client_cpu_s": client_cpu,
@@ -676,10 +683,17 @@ def markdown(result: dict[str, Any]) -> str:
             )
         )
     commits = h["server_commits"]
+    ws = h.get("server_writer_seconds") or {}
+    busy = (
+        f"; writer busy {ws['commit'] / h['wall_s']:.0%} of the time"
+        f" (dedup {ws['dedup']:.2f} s, inserts {ws['insert']:.2f} s)"
+        if ws.get("commit") is not None
+        else ""
+    )
     rows += [
         (
             "Server commits (mean rows per commit)",
-            f"{commits} ({h['server_mean_commit_rows']:,.0f})" if commits else "n/a",
+            (f"{commits} ({h['server_mean_commit_rows']:,.0f}){busy}") if commits else "n/a",
             "",
             "",
         ),
@@ -758,9 +772,7 @@ def benchmark(args: argparse.Namespace) -> int:
 
     direct_rate = direct["runs"][0]["events_per_s"]
     ratio = h["events_per_s"] / direct_rate
-    stored_ok = (
-        counts_stored["stored"] == args.events == counts_stored["unique_ids"]
-    )
+    stored_ok = counts_stored["stored"] == args.events == counts_stored["unique_ids"]
     rss = h["server_peak_rss_bytes"]
     result: dict[str, Any] = {
         "events": args.events,

@@ -91,6 +91,33 @@ def _text(event: dict[str, Any], name: str, problems: list[str], limit: int) -> 
     return ""
 
 
+_VALID_SYSTEMS: set[str] = set()
+_MAX_REMEMBERED_SYSTEMS = 4096
+
+
+def _remember_system(system: str) -> bool:
+    """Whether ``system`` is a valid name; valid names are remembered (there are few)."""
+    if not _SYSTEM.fullmatch(system):
+        return False
+    if len(_VALID_SYSTEMS) < _MAX_REMEMBERED_SYSTEMS:
+        _VALID_SYSTEMS.add(system)
+    return True
+
+
+def _simple_attributes(value: Any) -> bool:
+    """A dict of at most 64 short string keys and string values (the common case)."""
+    if type(value) is not dict or len(value) > MAX_ATTRIBUTES:
+        return False
+    for key, item in value.items():
+        if (
+            len(key) > MAX_ATTRIBUTE_KEY_CHARS
+            or type(item) is not str
+            or len(item) > MAX_ATTRIBUTE_VALUE_CHARS
+        ):
+            return False
+    return True
+
+
 def _attributes(value: Any, problems: list[str]) -> list[tuple[str, str]]:
     if value is None:
         return []
@@ -137,8 +164,107 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.columns["event_id"])
 
+    def __post_init__(self) -> None:
+        self._pairs = {(wf.name, stage.name) for wf in self.catalog for stage in wf.stages}
+        self._appenders = tuple(column.append for column in self._lists())
+
     def add(self, index: int, event: Any) -> bool:
-        """Validate one decoded event and append it; returns False (recording why) when it fails."""
+        """Validate one decoded event and append it; returns False (recording why) when it fails.
+
+        The common case, a valid event, takes a straight path of cheap checks; anything it is
+        not sure of goes to :meth:`_add_checked`, which applies every rule and names each
+        faulty field. The fast path accepts nothing the checked path would reject.
+        """
+        if type(event) is dict and FIELDS.issuperset(event):
+            get = event.get
+            event_id, correlation_id = get("event_id"), get("correlation_id")
+            workflow, stage, system = get("workflow"), get("stage"), get("system")
+            status = get("status", "ok")
+            channel = get("channel") or ""
+            trace_id, span_id = get("trace_id") or "", get("span_id") or ""
+            attributes = get("attributes")
+            occurred_ms = parse_timestamp(get("occurred_at"))
+            if (
+                type(event_id) is str
+                and 0 < len(event_id) <= MAX_ID_CHARS
+                and type(correlation_id) is str
+                and 0 < len(correlation_id) <= MAX_ID_CHARS
+                and type(workflow) is str
+                and type(stage) is str
+                and (workflow, stage) in self._pairs
+                and type(system) is str
+                and (system in _VALID_SYSTEMS or _remember_system(system))
+                and occurred_ms is not None
+                and (status == "ok" or status == "failed")
+                and type(channel) is str
+                and len(channel) <= MAX_CHANNEL_CHARS
+                and (
+                    not trace_id
+                    or (type(trace_id) is str and _TRACE_ID.fullmatch(trace_id := trace_id.lower()))
+                )
+                and (not span_id or (type(span_id) is str and _SPAN_ID.fullmatch(span_id := span_id.lower())))
+                and (attributes is None or _simple_attributes(attributes))
+            ):
+                self._append(
+                    event_id,
+                    correlation_id,
+                    workflow,
+                    stage,
+                    system,
+                    occurred_ms,
+                    status,
+                    channel,
+                    trace_id,
+                    span_id,
+                )
+                if attributes:
+                    self.attribute_keys.extend(attributes.keys())
+                    self.attribute_values.extend(attributes.values())
+                self.attribute_offsets.append(len(self.attribute_keys))
+                return True
+        return self._add_checked(index, event)
+
+    def _append(
+        self,
+        event_id: str,
+        correlation_id: str,
+        workflow: str,
+        stage: str,
+        system: str,
+        occurred_ms: int,
+        status: str,
+        channel: str,
+        trace_id: str,
+        span_id: str,
+    ) -> None:
+        a = self._appenders
+        a[0](event_id)
+        a[1](correlation_id)
+        a[2](workflow)
+        a[3](stage)
+        a[4](system)
+        a[5](occurred_ms)
+        a[6](status)
+        a[7](channel)
+        a[8](trace_id)
+        a[9](span_id)
+
+    def _lists(self) -> tuple[list[Any], ...]:
+        cols = self.columns
+        return (
+            cols["event_id"],
+            cols["correlation_id"],
+            cols["workflow"],
+            cols["stage"],
+            cols["system"],
+            cols["occurred_at"],
+            cols["status"],
+            cols["channel"],
+            cols["trace_id"],
+            cols["span_id"],
+        )
+
+    def _add_checked(self, index: int, event: Any) -> bool:
         if not isinstance(event, dict):
             self.reject(index, "", event, "event: must be a JSON object")
             return False
@@ -192,17 +318,19 @@ class EventBatch:
         if problems:
             self.reject(index, event_id, event, "; ".join(problems))
             return False
-        cols = self.columns
-        cols["event_id"].append(event_id)
-        cols["correlation_id"].append(correlation_id)
-        cols["workflow"].append(workflow_name)
-        cols["stage"].append(stage)
-        cols["system"].append(system)
-        cols["occurred_at"].append(occurred_ms)
-        cols["status"].append(status)
-        cols["channel"].append(channel)
-        cols["trace_id"].append(trace_id.lower())
-        cols["span_id"].append(span_id.lower())
+        assert occurred_ms is not None
+        self._append(
+            event_id,
+            correlation_id,
+            str(workflow_name),
+            str(stage),
+            str(system),
+            occurred_ms,
+            status,
+            channel,
+            trace_id.lower(),
+            span_id.lower(),
+        )
         if attributes:
             for key, value in attributes:
                 self.attribute_keys.append(key)
@@ -218,7 +346,10 @@ class EventBatch:
     def to_arrow(self) -> pa.Table:
         """The accepted events as an Arrow table of :data:`EVENT_SCHEMA`."""
         n = len(self)
-        arrays = {name: pa.array(values, type=EVENT_SCHEMA.field(name).type) for name, values in self.columns.items()}
+        arrays = {
+            name: pa.array(values, type=EVENT_SCHEMA.field(name).type)
+            for name, values in self.columns.items()
+        }
         arrays["attributes"] = pa.MapArray.from_arrays(
             pa.array(self.attribute_offsets, pa.int32()),
             pa.array(self.attribute_keys, pa.string()),

@@ -69,15 +69,16 @@ def decode_events(body: bytes, content_type: str | None) -> list[Any]:
     """
     media = (content_type or "application/json").split(";")[0].strip().lower()
     if media in NDJSON_TYPES:
-        lines = [line for line in body.split(b"\n") if line.strip()]
-        if not lines:
+        stripped = body.strip()
+        if not stripped:
             return []
-        try:  # the common case: every line is valid, decode them in one call
-            decoded = orjson.loads(b"[" + b",".join(lines) + b"]")
-            if len(decoded) == len(lines):
+        try:  # the common case: one object per line, no blank lines; decode them in one call
+            decoded = orjson.loads(b"[" + stripped.replace(b"\n", b",") + b"]")
+            if len(decoded) == stripped.count(b"\n") + 1:
                 return list(decoded)
         except orjson.JSONDecodeError:
             pass
+        lines = [line for line in stripped.split(b"\n") if line.strip()]
         events: list[Any] = []
         bad = 0
         for line in lines:

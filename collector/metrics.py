@@ -44,6 +44,19 @@ class CollectorHealth(Collector):
             value=stats.drained_batches,
         )
         yield CounterMetricFamily(
+            "flowsight_ingest_commit_seconds",
+            "Time spent in commits (dedup and inserts).",
+            value=stats.commit_seconds,
+        )
+        yield CounterMetricFamily(
+            "flowsight_ingest_insert_seconds",
+            "Time spent inserting into ClickHouse.",
+            value=stats.insert_seconds,
+        )
+        yield CounterMetricFamily(
+            "flowsight_ingest_dedup_seconds", "Time spent deduplicating batches.", value=stats.dedup_seconds
+        )
+        yield CounterMetricFamily(
             "flowsight_store_failures",
             "Times ClickHouse could not be reached.",
             value=stats.store_failures,

@@ -2,15 +2,17 @@
 
 - ``events``: every accepted lifecycle event, one row per event_id (ReplacingMergeTree keyed by
   correlation and event id, so an order's events are one primary-key range).
-- ``events_in`` (Null) -> ``order_state_mv`` -> ``order_state``: per-order state as min/max
+- ``events`` -> ``order_state_mv`` -> ``order_state``: per-order state as min/max
   states of stage times. Min and max are idempotent, so a resent event changes nothing even
   before the dedup index has seen it; this is what makes stage times, completion, stuck
   detection and exceptions cheap to read with millions of orders.
 - ``dead_letters`` and ``dead_letter_replays``: rejected input with its reason, and what
   became of it on replay.
 
-The writer inserts into ``events_in`` first, then ``events``: a crash between the two leaves
-nothing a resend cannot repair (see :mod:`flowsight.collector.writer`). Dedup reads
+The writer inserts into ``events`` once per commit; the view feeds ``order_state`` in the same
+insert. Should a crash land between the two parts being written, the writer re-applies recent
+events to ``order_state`` at start (min/max again, so harmless), see
+:mod:`flowsight.collector.writer`. Dedup reads
 ``xxHash64(event_id)`` of ``events`` once at start (see :mod:`flowsight.collector.seen_ids`).
 """
 
@@ -45,13 +47,6 @@ EVENTS = Table(
     indexes="INDEX ingested_at_idx ingested_at TYPE minmax GRANULARITY 1",
 )
 
-EVENTS_IN = Table(
-    name="events_in",
-    columns=EVENT_COLUMNS,
-    engine="Null",
-    sharding_key="cityHash64(correlation_id)",
-)
-
 _TS = "DateTime64(3, 'UTC')"
 ORDER_STATE = Table(
     name="order_state",
@@ -73,7 +68,7 @@ ORDER_STATE = Table(
 
 ORDER_STATE_MV = MaterializedView(
     name="order_state_mv",
-    source="events_in",
+    source="events",
     target="order_state",
     select=f"""
 SELECT
@@ -123,7 +118,6 @@ MIGRATIONS = [
         "collector/0001_events",
         EVENTS,
         ORDER_STATE,
-        EVENTS_IN,
         ORDER_STATE_MV,
     ),
     Migration.creating("collector/0002_dead_letters", DEAD_LETTERS, DEAD_LETTER_REPLAYS),

@@ -7,9 +7,9 @@ in ClickHouse, or fsynced in the spool while ClickHouse is unreachable.
 
 A commit drops ids repeated within the batch, checks the rest against the in-memory
 :class:`~flowsight.collector.seen_ids.SeenIds` filter (verifying its rare hits in ClickHouse),
-then inserts into ``events_in`` (per-order state: min/max, idempotent) and then ``events``. If
-the process dies between the two inserts, a resend finds nothing in ``events`` and writes both
-again, which the min/max state absorbs.
+then inserts once into ``events``, whose materialized view feeds the per-order state. At start,
+:meth:`EventWriter.repair_state` re-applies the last minutes of events to that state (min/max:
+idempotent), covering a crash between the two parts of an insert being written.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from flowsight.collector import dead_letters
 from flowsight.collector.events import EVENT_SCHEMA
+from flowsight.collector.schema import ORDER_STATE_MV
 from flowsight.collector.seen_ids import SeenIds, hash_ids
 from flowsight.collector.spool import Spool, SpoolFull
 from flowsight.ddl import Schema
@@ -37,6 +38,8 @@ from flowsight.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 20_000
+INSERT_SETTINGS = {"optimize_on_insert": 0}
+REPAIR_WINDOW = timedelta(minutes=10)
 REFRESH_OVERLAP = timedelta(seconds=30)
 """How far back a refresh looks before the last seen ingest time (clock skew between collectors)."""
 
@@ -59,6 +62,7 @@ class _Pending:
     events: pa.Table
     dead_letters: pa.Table
     future: Future[WriteOutcome]
+    hashes: np.ndarray
 
 
 @dataclass
@@ -71,6 +75,9 @@ class WriterStats:
     spooled_batches: int = 0
     drained_batches: int = 0
     store_failures: int = 0
+    commit_seconds: float = 0.0
+    insert_seconds: float = 0.0
+    dedup_seconds: float = 0.0
 
 
 class EventWriter:
@@ -134,6 +141,17 @@ class EventWriter:
         log.info("dedup filter holds %d event ids (%d MiB)", len(self.seen), self.seen.nbytes >> 20)
         return len(self.seen)
 
+    def repair_state(self) -> None:
+        """Re-apply the last minutes of events to the per-order state (idempotent)."""
+        if self._watermark is None:
+            return
+        self.store.command(
+            f"INSERT INTO {self.schema.table('order_state')} "
+            + ORDER_STATE_MV.select.format(source=self.schema.table("events"))
+            + " WHERE ingested_at >= {since:DateTime64(3)}",
+            {"since": (self._watermark - REPAIR_WINDOW).replace(tzinfo=None)},
+        )
+
     def refresh_seen(self) -> None:
         """Add ids other collectors stored since the last look (a shared ClickHouse server)."""
         since = (self._watermark or datetime(1970, 1, 1, tzinfo=UTC)) - REFRESH_OVERLAP
@@ -151,18 +169,23 @@ class EventWriter:
     def submit(self, events: pa.Table, dead: pa.Table | None = None) -> Future[WriteOutcome]:
         """Queue a validated batch; the future resolves when it is durable.
 
+        The ids are hashed here, on the caller's thread, to keep the writer's share small.
+
         Raises:
             Backpressure: too many events are already waiting.
             SpoolFull: ClickHouse is unreachable and the spool has no room.
         """
         future: Future[WriteOutcome] = Future()
         rows = events.num_rows
+        hashes = hash_ids(events.column("event_id").to_pylist())
         with self._cond:
             if self._pending_rows + rows > self.max_pending_rows and self._pending_rows:
                 raise Backpressure(f"{self._pending_rows} events are waiting to be written")
             if self.spool.is_full() and not self.spool.is_empty():
                 raise SpoolFull("the spool is full while ClickHouse is unreachable")
-            self._queue.append(_Pending(events, dead if dead is not None else dead_letters.EMPTY, future))
+            self._queue.append(
+                _Pending(events, dead if dead is not None else dead_letters.EMPTY, future, hashes)
+            )
             self._pending_rows += rows
             self._cond.notify()
         return future
@@ -215,7 +238,7 @@ class EventWriter:
         sizes = [i.events.num_rows for i in items]
         if self.spool.is_empty() and self.store_reachable:
             try:
-                outcomes = self.commit(events, dead, sizes)
+                outcomes = self.commit(events, dead, sizes, np.concatenate([i.hashes for i in items]))
             except StoreUnavailable as exc:
                 self._mark_down(exc)
             except Exception as exc:
@@ -289,43 +312,68 @@ class EventWriter:
                 found.update(row[0] for row in rows)
         return found
 
-    def commit(self, events: pa.Table, dead: pa.Table, sizes: Sequence[int]) -> list[WriteOutcome]:
+    def commit(
+        self, events: pa.Table, dead: pa.Table, sizes: Sequence[int], hashes: np.ndarray | None = None
+    ) -> list[WriteOutcome]:
         """Deduplicate and insert; returns one outcome per slice of ``sizes`` rows.
+
+        ``hashes`` are the ``xxHash64`` of the event ids when the caller computed them already.
 
         Raises:
             StoreUnavailable: ClickHouse cannot be reached; nothing is acknowledged.
         """
-        ids: list[str] = events.column("event_id").to_pylist()
-        first: dict[str, int] = {}
-        for index, event_id in enumerate(ids):
-            first.setdefault(event_id, index)
-        unique_index = np.fromiter(first.values(), dtype=np.int64, count=len(first))
-        hashes = hash_ids(list(first))
-        hits = self.seen.contains(hashes)
-        stored: set[str] = set()
-        if hits.any():
-            hit_index = unique_index[hits]
-            correlations = events.column("correlation_id").take(pa.array(hit_index)).to_pylist()
-            stored = self.stored_ids([ids[i] for i in hit_index], correlations)
-        keep = np.zeros(len(ids), dtype=bool)
-        fresh_mask = np.array([event_id not in stored for event_id in first], dtype=bool) if stored else None
-        keep[unique_index if fresh_mask is None else unique_index[fresh_mask]] = True
-        fresh = events if len(first) == len(ids) and not stored else events.filter(pa.array(keep))
+        started = time.perf_counter()
+        if hashes is None:
+            hashes = hash_ids(events.column("event_id").to_pylist())
+        keep = first_occurrences(events, hashes)
+        candidates = np.flatnonzero(keep & self.seen.contains(hashes))
+        if candidates.size:  # resends, or a hash collision: ask ClickHouse
+            take = pa.array(candidates)
+            ids = events.column("event_id").take(take).to_pylist()
+            stored = self.stored_ids(ids, events.column("correlation_id").take(take).to_pylist())
+            keep[candidates[np.fromiter((i in stored for i in ids), dtype=bool, count=len(ids))]] = False
+        fresh = events if keep.all() else events.filter(pa.array(keep))
+        deduped = time.perf_counter()
         if fresh.num_rows:
-            self.store.insert_arrow(self.schema.table("events_in"), fresh)
-            self.store.insert_arrow(self.schema.table("events"), fresh)
-            self.seen.add(hashes if fresh_mask is None else hashes[fresh_mask])
+            # Rows are unique here, so merging them at insert time would be wasted work.
+            self.store.insert_arrow(self.schema.table("events"), fresh, settings=INSERT_SETTINGS)
+            self.seen.add(hashes[keep])
         self.store.insert_arrow(self.schema.table("dead_letters"), dead)
+        finished = time.perf_counter()
+        self.stats.dedup_seconds += deduped - started
+        self.stats.insert_seconds += finished - deduped
+        self.stats.commit_seconds += finished - started
         self.stats.commits += 1
         self.stats.rows_inserted += fresh.num_rows
-        self.stats.duplicates += len(ids) - fresh.num_rows
-        outcomes = []
-        offset = 0
-        for size in sizes:
-            accepted = int(keep[offset : offset + size].sum())
-            outcomes.append(WriteOutcome(accepted, size - accepted))
-            offset += size
-        return outcomes
+        self.stats.duplicates += events.num_rows - fresh.num_rows
+        kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept rows before each position
+        bounds = np.cumsum([0, *sizes])
+        accepted = kept_before[bounds[1:]] - kept_before[bounds[:-1]]
+        return [WriteOutcome(int(n), size - int(n)) for n, size in zip(accepted, sizes, strict=True)]
+
+
+def first_occurrences(events: pa.Table, hashes: np.ndarray) -> np.ndarray:
+    """A mask of the rows whose event_id did not occur earlier in the batch.
+
+    Distinct hashes mean distinct ids (the common case, all in NumPy); rows sharing a hash are
+    compared by their ids, so a collision never merges two events.
+    """
+    keep = np.ones(hashes.size, dtype=bool)
+    if hashes.size < 2:
+        return keep
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return keep
+    involved = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
+    ids = events.column("event_id").take(pa.array(involved)).to_pylist()
+    seen: set[str] = set()
+    for row, event_id in sorted(zip(involved.tolist(), ids, strict=True)):
+        if event_id in seen:
+            keep[row] = False
+        seen.add(event_id)
+    return keep
 
 
 def _unique_counts(events: pa.Table, sizes: Sequence[int]) -> list[int]:

@@ -69,6 +69,7 @@ class Services:
     def start(self) -> None:
         migrations.migrate(self.store, self.schema, MIGRATIONS)
         self.writer.load_seen()
+        self.writer.repair_state()
         self.writer.start()
 
     def stop(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flowsight.app import build_services, create_app
 
     settings = _settings(args)
+    # The writer thread spends most of a commit inside ClickHouse with the GIL released and
+    # needs it back only briefly between calls; a short switch interval stops request parsing
+    # from holding it for the default 5 ms each time.
+    sys.setswitchinterval(float(os.environ.get("FLOWSIGHT_SWITCH_INTERVAL", "0.002")))
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

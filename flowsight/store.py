@@ -86,10 +86,10 @@ class Store:
         """Run a query and return an Arrow table (columnar, no per-row Python objects)."""
         return self._call(self.client.query_arrow, sql, parameters=parameters)
 
-    def insert_arrow(self, table: str, data: pa.Table) -> None:
+    def insert_arrow(self, table: str, data: pa.Table, settings: Mapping[str, Any] | None = None) -> None:
         """Insert an Arrow table in one statement."""
         if data.num_rows:
-            self._call(self.client.insert_arrow, table, data)
+            self._call(self.client.insert_arrow, table, data, settings=settings)
 
     def ping(self) -> bool:
         try:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from tests.conftest import event
 from tests.server import ServerProcess, query_stopped_store
@@ -35,9 +37,16 @@ def send(url: str, data: bytes) -> dict[str, Any] | None:
     return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
 
 
-def test_sigkill_under_load_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path / "data")
+    yield process
+    process.kill()
+
+
+def test_sigkill_under_load_then_restart_loses_and_duplicates_nothing(server: ServerProcess) -> None:
     bodies = [body(i) for i in range(BATCHES)]
-    server = ServerProcess(tmp_path / "data").start()
+    server.start()
     acked: set[int] = set()
     lock = threading.Lock()
     killed = threading.Event()
@@ -57,7 +66,9 @@ def test_sigkill_under_load_then_restart_loses_and_duplicates_nothing(tmp_path: 
         thread.start()
     deadline = time.monotonic() + 120
     while len(acked) < BATCHES // 3:
-        assert time.monotonic() < deadline, f"only {len(acked)} batches acknowledged:\n{server.log.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, (
+            f"only {len(acked)} batches acknowledged:\n{server.log.read_text()[-2000:]}"
+        )
         time.sleep(0.005)
     server.kill()
     killed.set()

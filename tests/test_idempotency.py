@@ -117,3 +117,36 @@ def test_the_filter_is_rebuilt_from_stored_events_at_start(settings: Any, engine
         assert len(restarted.writer.seen) == 30
         hashes = hash_ids([f"evt-{i}" for i in range(28, 32)])
         assert restarted.writer.seen.contains(hashes).tolist() == [True, True, False, False]
+
+
+def test_per_order_state_lost_in_a_crash_is_rebuilt_at_start(settings: Any, engine: Any, clock: Any) -> None:
+    with TestClient(create_app(build_services(settings, store=engine, clock=clock))) as first:
+        post(first, [event(i, correlation_id=f"SO-{i % 3}") for i in range(9)])
+    # As if the process died after the events part was written but before the view's part.
+    engine.command(f"TRUNCATE TABLE {settings.database}.order_state")
+    restarted = build_services(settings, store=engine, clock=clock)
+    with TestClient(create_app(restarted)):
+        assert counts(restarted) == (9, 9, 3)
+
+
+def test_requests_merged_into_one_commit_each_get_their_own_counts(services: Any) -> None:
+    from flowsight.app import MIGRATIONS
+    from flowsight.collector import dead_letters
+    from flowsight.collector.events import EventBatch
+    from flowsight.migrations import migrate
+
+    migrate(services.store, services.schema, MIGRATIONS)
+
+    def batch(*events: dict[str, Any]) -> Any:
+        built = EventBatch(services.catalog, "api", 0)
+        for index, item in enumerate(events):
+            built.add(index, item)
+        return built.to_arrow()
+
+    merged = [batch(event(1), event(2)), batch(), batch(event(2), event(3)), batch()]
+    import pyarrow as pa
+
+    outcomes = services.writer.commit(
+        pa.concat_tables(merged), dead_letters.EMPTY, [t.num_rows for t in merged]
+    )
+    assert [(o.accepted, o.duplicates) for o in outcomes] == [(2, 0), (0, 0), (1, 1), (0, 0)]

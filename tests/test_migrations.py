@@ -26,7 +26,6 @@ def test_migrations_are_recorded_and_applying_twice_is_a_no_op(engine: Any, sett
     tables = {row[0] for row in engine.rows(f"SHOW TABLES FROM {settings.database}")}
     assert {
         "events",
-        "events_in",
         "order_state",
         "order_state_mv",
         "dead_letters",
@@ -70,7 +69,7 @@ def test_cluster_ddl_shards_orders_by_correlation_id() -> None:
         "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/flowsight/order_state_local', '{replica}')"
         in text
     )
-    assert "TO flowsight.order_state_local\nAS" in text and "FROM flowsight.events_in_local" in text
+    assert "TO flowsight.order_state_local\nAS" in text and "FROM flowsight.events_local" in text
 
 
 def test_migrate_command_applies_then_reports_up_to_date(tmp_path: Path) -> None:

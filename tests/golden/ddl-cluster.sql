@@ -53,27 +53,6 @@ ORDER BY (workflow, correlation_id);
 CREATE TABLE IF NOT EXISTS flowsight.order_state ON CLUSTER retail AS flowsight.order_state_local
 ENGINE = Distributed(retail, flowsight, order_state_local, cityHash64(correlation_id));
 
-CREATE TABLE IF NOT EXISTS flowsight.events_in_local ON CLUSTER retail
-(
-    event_id String,
-    correlation_id String,
-    workflow LowCardinality(String),
-    stage LowCardinality(String),
-    system LowCardinality(String),
-    occurred_at DateTime64(3, 'UTC'),
-    status LowCardinality(String),
-    channel LowCardinality(String),
-    trace_id String,
-    span_id String,
-    attributes Map(String, String),
-    source LowCardinality(String),
-    ingested_at DateTime64(3, 'UTC')
-)
-ENGINE = Null;
-
-CREATE TABLE IF NOT EXISTS flowsight.events_in ON CLUSTER retail AS flowsight.events_in_local
-ENGINE = Distributed(retail, flowsight, events_in_local, cityHash64(correlation_id));
-
 CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.order_state_mv_local ON CLUSTER retail TO flowsight.order_state_local
 AS SELECT
     workflow,
@@ -85,7 +64,7 @@ AS SELECT
     reached AS last_ok,
     if(status = 'failed', map(toString(stage), occurred_at), CAST(map() AS Map(String, DateTime64(3, 'UTC')))) AS first_failed,
     first_failed AS last_failed
-FROM flowsight.events_in_local;
+FROM flowsight.events_local;
 
 CREATE TABLE IF NOT EXISTS flowsight.dead_letters_local ON CLUSTER retail
 (

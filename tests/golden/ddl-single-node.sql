@@ -44,24 +44,6 @@ CREATE TABLE IF NOT EXISTS flowsight.order_state
 ENGINE = AggregatingMergeTree
 ORDER BY (workflow, correlation_id);
 
-CREATE TABLE IF NOT EXISTS flowsight.events_in
-(
-    event_id String,
-    correlation_id String,
-    workflow LowCardinality(String),
-    stage LowCardinality(String),
-    system LowCardinality(String),
-    occurred_at DateTime64(3, 'UTC'),
-    status LowCardinality(String),
-    channel LowCardinality(String),
-    trace_id String,
-    span_id String,
-    attributes Map(String, String),
-    source LowCardinality(String),
-    ingested_at DateTime64(3, 'UTC')
-)
-ENGINE = Null;
-
 CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.order_state_mv TO flowsight.order_state
 AS SELECT
     workflow,
@@ -73,7 +55,7 @@ AS SELECT
     reached AS last_ok,
     if(status = 'failed', map(toString(stage), occurred_at), CAST(map() AS Map(String, DateTime64(3, 'UTC')))) AS first_failed,
     first_failed AS last_failed
-FROM flowsight.events_in;
+FROM flowsight.events;
 
 CREATE TABLE IF NOT EXISTS flowsight.dead_letters
 (
