@@ -34,6 +34,7 @@ from flowsight.collector.seen_ids import SeenIds, hash_ids
 from flowsight.collector.spool import Spool, SpoolFull
 from flowsight.ddl import Schema
 from flowsight.store import Store, StoreUnavailable
+from flowsight.timefmt import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,12 @@ class EventWriter:
     def load_seen(self) -> int:
         """Fill the dedup filter from the stored events; returns how many ids it holds."""
         events = self.schema.table("events")
-        table = self.store.arrow(f"SELECT xxHash64(event_id) AS h, ingested_at FROM {events}")
+        table = self.store.arrow(f"SELECT xxHash64(event_id) AS h FROM {events}")
         hashes = table.column("h").to_numpy() if table.num_rows else np.empty(0, np.uint64)
         self.seen.load(hashes)
         if table.num_rows:
-            self._watermark = pc.max(table.column("ingested_at")).as_py()
+            [(latest,)] = self.store.rows(f"SELECT max(ingested_at) FROM {events}")
+            self._watermark = as_utc(latest)
         log.info("dedup filter holds %d event ids (%d MiB)", len(self.seen), self.seen.nbytes >> 20)
         return len(self.seen)
 
@@ -148,7 +150,7 @@ class EventWriter:
         self.store.command(
             f"INSERT INTO {self.schema.table('order_state')} "
             + ORDER_STATE_MV.select.format(source=self.schema.table("events"))
-            + " WHERE ingested_at >= {since:DateTime64(3)}",
+            + " WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
             {"since": (self._watermark - REPAIR_WINDOW).replace(tzinfo=None)},
         )
 
@@ -157,12 +159,12 @@ class EventWriter:
         since = (self._watermark or datetime(1970, 1, 1, tzinfo=UTC)) - REFRESH_OVERLAP
         table = self.store.arrow(
             f"SELECT xxHash64(event_id) AS h, ingested_at FROM {self.schema.table('events')} "
-            "WHERE ingested_at >= {since:DateTime64(3)}",
+            "WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
             {"since": since.replace(tzinfo=None)},
         )
         if table.num_rows:
             self.seen.add(table.column("h").to_numpy())
-            self._watermark = pc.max(table.column("ingested_at")).as_py()
+            self._watermark = as_utc(pc.max(table.column("ingested_at")).as_py())
 
     # -- submitting -----------------------------------------------------------------------
 

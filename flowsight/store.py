@@ -9,7 +9,6 @@ boundary where tests inject faults.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,9 +31,8 @@ class Store:
         self.client = client
         self.database = database
         self.embedded = embedded
-        # The chDB backend serialises calls itself; an HTTP client must not run two queries
-        # on one session at once, so HTTP calls are serialised here too.
-        self._lock = threading.RLock() if not embedded else None
+        # No lock here: the chDB backend serialises calls itself, and the HTTP client runs
+        # without a session (autogenerate_session_id=False), so its queries may overlap.
 
     @classmethod
     def connect(cls, dsn: str, database: str, *, cluster: bool = False) -> Store:
@@ -61,10 +59,7 @@ class Store:
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            if self._lock is None:
-                return fn(*args, **kwargs)
-            with self._lock:
-                return fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         except OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
 

@@ -150,3 +150,16 @@ def test_requests_merged_into_one_commit_each_get_their_own_counts(services: Any
         pa.concat_tables(merged), dead_letters.EMPTY, [t.num_rows for t in merged]
     )
     assert [(o.accepted, o.duplicates) for o in outcomes] == [(2, 0), (0, 0), (1, 1), (0, 0)]
+
+
+def test_a_second_collector_learns_ids_the_first_stored(client: TestClient, services: Any, tmp_path: Any) -> None:
+    from flowsight.collector.spool import Spool
+    from flowsight.collector.writer import EventWriter
+
+    other = EventWriter(services.store, services.schema, Spool(tmp_path / "other-spool", 10_000_000))
+    other.load_seen()
+    post(client, [event(i) for i in range(4)])
+    hashes = hash_ids([f"evt-{i}" for i in range(4)])
+    assert not other.seen.contains(hashes).any()
+    other.refresh_seen()
+    assert other.seen.contains(hashes).all()
