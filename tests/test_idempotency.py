@@ -152,7 +152,9 @@ def test_requests_merged_into_one_commit_each_get_their_own_counts(services: Any
     assert [(o.accepted, o.duplicates) for o in outcomes] == [(2, 0), (0, 0), (1, 1), (0, 0)]
 
 
-def test_a_second_collector_learns_ids_the_first_stored(client: TestClient, services: Any, tmp_path: Any) -> None:
+def test_a_second_collector_learns_ids_the_first_stored(
+    client: TestClient, services: Any, tmp_path: Any
+) -> None:
     from flowsight.collector.spool import Spool
     from flowsight.collector.writer import EventWriter
 
