@@ -38,8 +38,9 @@ typecheck: install ## mypy over the flowsight package
 test: system-deps install lint typecheck ## Install everything, then lint, type-check and run the whole suite
 	$(BIN)/pytest
 
-bench: install ## Ingest benchmark (HTTP NDJSON vs direct insert); see bench/ingest.py --help
-	$(BIN)/python bench/ingest.py
+bench: install ## Benchmarks: ingest (HTTP vs direct insert) and per-order state reads; see bench/README.md
+	$(BIN)/python bench/ingest.py --events 1000000
+	$(BIN)/python bench/order_state.py --orders 1000000
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

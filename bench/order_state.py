@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Per-order state read benchmark: how fast funnel, completion and stuck figures come out of
+``order_state`` with millions of orders, on the embedded engine.
+
+Generates ``--orders`` order_to_cash orders (each stopped at a random stage, a share of them
+complete), inserts their events straight into ``events`` (the view builds ``order_state``), then
+times three reads the SLO engine makes, each over every order, best and median of
+``--repeat`` runs. Progress goes to stderr, a markdown table to stdout, JSON to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from flowsight import migrations  # noqa: E402
+from flowsight.app import MIGRATIONS  # noqa: E402
+from flowsight.collector.events import EVENT_SCHEMA  # noqa: E402
+from flowsight.collector.writer import INSERT_SETTINGS  # noqa: E402
+from flowsight.ddl import Schema  # noqa: E402
+from flowsight.store import Store  # noqa: E402
+from flowsight.workflows import ORDER_TO_CASH  # noqa: E402
+
+NOW_MS = 1_795_651_200_000  # 2026-11-26T00:00:00Z, the "now" every read uses
+CHUNK = 200_000
+
+
+def log(message: str) -> None:
+    print(f"[order-state {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def generate(orders: int, seed: int) -> tuple[pa.Table, int]:
+    """Events of ``orders`` orders; returns the table and how many orders are complete."""
+    rng = np.random.default_rng(seed)
+    stages = [s.name for s in ORDER_TO_CASH.sequence]
+    owners = [s.owner for s in ORDER_TO_CASH.sequence]
+    # Most orders finished; the rest stopped somewhere along the way.
+    reached = np.where(rng.random(orders) < 0.7, len(stages), rng.integers(1, len(stages), orders))
+    start = NOW_MS - rng.integers(0, 7 * 86_400_000, orders)
+    gaps = rng.integers(1_000, 3_600_000, (orders, len(stages)))
+    gaps[:, 0] = 0
+    times = start[:, None] + np.cumsum(gaps, axis=1)
+    mask = np.arange(len(stages))[None, :] < reached[:, None]
+    order_idx, stage_idx = np.nonzero(mask)
+    n = order_idx.size
+    ids = np.char.add("ORD-", order_idx.astype(str))
+    table = pa.table(
+        {
+            "event_id": pa.array(np.char.add(np.char.add(ids, "-"), stage_idx.astype(str))),
+            "correlation_id": pa.array(ids),
+            "workflow": pa.array(["order_to_cash"] * n),
+            "stage": pa.array(np.array(stages)[stage_idx]),
+            "system": pa.array(np.array(owners)[stage_idx]),
+            "occurred_at": pa.array(times[order_idx, stage_idx], pa.timestamp("ms", tz="UTC")),
+            "status": pa.array(["ok"] * n),
+            "channel": pa.array(np.array(["web", "app", "store", "marketplace"])[order_idx % 4]),
+            "trace_id": pa.array([""] * n),
+            "span_id": pa.array([""] * n),
+            "attributes": pa.array([[]] * n, pa.map_(pa.string(), pa.string())),
+            "source": pa.array(["bench"] * n),
+            "ingested_at": pa.array(np.full(n, NOW_MS), pa.timestamp("ms", tz="UTC")),
+        },
+        schema=EVENT_SCHEMA,
+    )
+    return table, int((reached == len(stages)).sum())
+
+
+def reads(table: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The reads timed, as (SQL, parameters)."""
+    sequence = ORDER_TO_CASH.sequence
+    per_order = f"""
+        SELECT reached AS r FROM {table} FINAL WHERE workflow = {{wf:String}}"""
+    return {
+        "funnel (orders per stage reached)": (
+            f"SELECT stage, count() FROM ({per_order}) ARRAY JOIN mapKeys(r) AS stage GROUP BY stage",
+            {"wf": ORDER_TO_CASH.name},
+        ),
+        "completion (in flight, completed)": (
+            f"""SELECT countIf(NOT done), countIf(done) FROM (
+                    SELECT arrayExists(t -> mapContains(r, t), {{terminal:Array(String)}}) AS done
+                    FROM ({per_order}))""",
+            {"wf": ORDER_TO_CASH.name, "terminal": sorted(ORDER_TO_CASH.terminal_stages)},
+        ),
+        "stuck orders by stage": (
+            f"""SELECT stages[last + 1] AS waiting_for, count() FROM (
+                    SELECT r, {{stages:Array(String)}} AS stages,
+                           arrayLastIndex(s -> mapContains(r, s), stages) AS last
+                    FROM ({per_order}))
+                WHERE last BETWEEN 1 AND length(stages) - 1
+                  AND toUnixTimestamp64Milli(r[stages[last]]) + 1000 * {{slas:Array(UInt32)}}[last + 1]
+                      < {{now:Int64}}
+                GROUP BY waiting_for""",
+            {
+                "wf": ORDER_TO_CASH.name,
+                "stages": [s.name for s in sequence],
+                "slas": [int(s.sla.total_seconds()) if s.sla else 0 for s in sequence],
+                "now": NOW_MS,
+            },
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--orders", type=int, default=1_000_000, help="orders to generate (default 1,000,000)"
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each read (default 5)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "order_state.json")
+    args = parser.parse_args(argv)
+
+    log(f"generating {args.orders:,} orders")
+    events, complete = generate(args.orders, args.seed)
+    log(f"{events.num_rows:,} events, {complete:,} orders complete")
+    with tempfile.TemporaryDirectory(prefix="flowsight-bench-state-") as tmp:
+        store = Store.connect(f"chdb://{tmp}", "flowsight")
+        schema = Schema("flowsight")
+        migrations.migrate(store, schema, MIGRATIONS)
+        started = time.perf_counter()
+        for offset in range(0, events.num_rows, CHUNK):
+            store.insert_arrow(schema.table("events"), events.slice(offset, CHUNK), settings=INSERT_SETTINGS)
+            log(f"inserted {min(offset + CHUNK, events.num_rows):,}/{events.num_rows:,} events")
+        insert_s = time.perf_counter() - started
+        parts = store.rows(
+            "SELECT count() FROM system.parts WHERE database = {db:String} AND table = 'order_state' AND active",
+            {"db": schema.database},
+        )[0][0]
+        state_rows = store.rows(f"SELECT count() FROM {schema.table('order_state')}")[0][0]
+        results: dict[str, Any] = {}
+        for phase in ("as inserted", "merged"):
+            if phase == "merged":
+                store.command(f"OPTIMIZE TABLE {schema.table('order_state')} FINAL")
+            for name, (sql, params) in reads(schema.table("order_state")).items():
+                timings = []
+                answer: Any = None
+                for _ in range(args.repeat):
+                    begin = time.perf_counter()
+                    answer = store.rows(sql, params)
+                    timings.append(time.perf_counter() - begin)
+                results[f"{name}, {phase}"] = {
+                    "best_ms": min(timings) * 1000,
+                    "median_ms": statistics.median(timings) * 1000,
+                    "answer": [list(map(str, row)) for row in answer],
+                }
+                log(f"{name}, {phase}: median {statistics.median(timings) * 1000:.0f} ms")
+        store.close()
+    in_flight, completed = (int(x) for x in results["completion (in flight, completed), merged"]["answer"][0])
+    before = results["completion (in flight, completed), as inserted"]["answer"]
+    if before != results["completion (in flight, completed), merged"]["answer"]:
+        log("FAILED: the read before merging disagrees with the read after")
+        return 1
+    if completed != complete or in_flight + completed != args.orders:
+        log(f"FAILED: completion read says {completed} complete, {in_flight} in flight; generated {complete}")
+        return 1
+    print(
+        f"| Read over {args.orders:,} orders ({events.num_rows:,} events; {state_rows:,} state rows"
+        f" in {parts} parts as inserted) | best | median |"
+    )
+    print("|---|---:|---:|")
+    for name, r in results.items():
+        print(f"| {name} | {r['best_ms']:.0f} ms | {r['median_ms']:.0f} ms |")
+    print(f"\nInsert of the events (view included): {events.num_rows / insert_s:,.0f} events/s.")
+    print(f"Command: `python bench/order_state.py --orders {args.orders}`")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "orders": args.orders,
+                "events": events.num_rows,
+                "state_rows": state_rows,
+                "insert_s": insert_s,
+                "parts_as_inserted": parts,
+                "reads": results,
+                "command": " ".join(sys.argv),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
