@@ -122,3 +122,118 @@ MIGRATIONS = [
     ),
     Migration.creating("collector/0002_dead_letters", DEAD_LETTERS, DEAD_LETTER_REPLAYS),
 ]
+
+# -- OTLP spans --------------------------------------------------------------------------------
+# otel_traces follows the OpenTelemetry Collector ClickHouse exporter's layout (so Grafana's
+# ClickHouse plugin reads it, and an exporter writing that table can feed flowsight), plus the
+# correlation ID found on the span or its resource.
+
+_ATTRS = "Map(LowCardinality(String), String)"
+OTEL_TRACES = Table(
+    name="otel_traces",
+    columns=f"""
+    Timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes {_ATTRS} CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes {_ATTRS} CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9, 'UTC'),
+        Name LowCardinality(String),
+        Attributes {_ATTRS}
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes {_ATTRS}
+    ) CODEC(ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1))
+""",
+    indexes="""INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_correlation_id CorrelationId TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1""",
+    engine="MergeTree",
+    partition_by="toDate(Timestamp)",
+    order_by="(ServiceName, SpanName, toDateTime(Timestamp))",
+    sharding_key="cityHash64(TraceId)",
+)
+
+OTEL_TRACES_TRACE_ID_TS = Table(
+    name="otel_traces_trace_id_ts",
+    columns="""
+    TraceId String CODEC(ZSTD(1)),
+    Start DateTime CODEC(Delta, ZSTD(1)),
+    End DateTime CODEC(Delta, ZSTD(1))
+""",
+    indexes="INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1",
+    engine="MergeTree",
+    partition_by="toDate(Start)",
+    order_by="(TraceId, Start)",
+    sharding_key="cityHash64(TraceId)",
+)
+
+OTEL_TRACES_TRACE_ID_TS_MV = MaterializedView(
+    name="otel_traces_trace_id_ts_mv",
+    source="otel_traces",
+    target="otel_traces_trace_id_ts",
+    select="""
+SELECT
+    TraceId,
+    min(Timestamp) AS Start,
+    max(Timestamp) AS End
+FROM {source}
+WHERE TraceId != ''
+GROUP BY TraceId
+""",
+)
+
+TRACE_CORRELATIONS = Table(
+    name="trace_correlations",
+    columns="""
+    CorrelationId String,
+    TraceId String,
+    Start SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    End SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+""",
+    engine="AggregatingMergeTree",
+    order_by="(CorrelationId, TraceId)",
+    sharding_key="cityHash64(CorrelationId)",
+)
+"""Which traces carry which correlation ID, and when: the order -> traces step of a timeline."""
+
+TRACE_CORRELATIONS_MV = MaterializedView(
+    name="trace_correlations_mv",
+    source="otel_traces",
+    target="trace_correlations",
+    select="""
+SELECT
+    CorrelationId,
+    TraceId,
+    Timestamp AS Start,
+    Timestamp + toIntervalNanosecond(Duration) AS End
+FROM {source}
+WHERE CorrelationId != ''
+""",
+)
+
+MIGRATIONS.append(
+    Migration.creating(
+        "collector/0003_otel_traces",
+        OTEL_TRACES,
+        OTEL_TRACES_TRACE_ID_TS,
+        OTEL_TRACES_TRACE_ID_TS_MV,
+        TRACE_CORRELATIONS,
+        TRACE_CORRELATIONS_MV,
+    )
+)

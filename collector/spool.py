@@ -21,8 +21,8 @@ import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
-_MAGIC = b"FSPOOL1\n"
-_HEADER = struct.Struct("<QQ")  # byte lengths of the two Arrow IPC streams
+_MAGIC = b"FSPOOL2\n"
+_HEADER = struct.Struct("<QQQ")  # byte lengths of the three Arrow IPC streams
 _TRAILER = struct.Struct("<I")  # CRC32 of everything before it
 
 
@@ -32,11 +32,12 @@ class SpoolFull(Exception):
 
 @dataclass(frozen=True)
 class SpooledBatch:
-    """One spooled batch: events (before dedup) and dead letters, as written."""
+    """One spooled batch: events and spans (before dedup) and dead letters, as written."""
 
     path: Path
     events: pa.Table
     dead_letters: pa.Table
+    spans: pa.Table
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -82,14 +83,14 @@ class Spool:
     def is_full(self) -> bool:
         return self._bytes >= self.max_bytes
 
-    def append(self, events: pa.Table, dead_letters: pa.Table) -> Path:
+    def append(self, events: pa.Table, dead_letters: pa.Table, spans: pa.Table) -> Path:
         """Write one batch durably.
 
         Raises:
             SpoolFull: the batch does not fit in ``max_bytes``.
         """
-        first, second = _ipc(events), _ipc(dead_letters)
-        body = _MAGIC + _HEADER.pack(len(first), len(second)) + first + second
+        streams = [_ipc(events), _ipc(dead_letters), _ipc(spans)]
+        body = _MAGIC + _HEADER.pack(*(len(s) for s in streams)) + b"".join(streams)
         blob = body + _TRAILER.pack(zlib.crc32(body))
         with self._lock:
             if self._bytes + len(blob) > self.max_bytes:
@@ -125,13 +126,15 @@ class Spool:
         body, (crc,) = blob[: -_TRAILER.size], _TRAILER.unpack(blob[-_TRAILER.size :])
         if zlib.crc32(body) != crc:
             raise ValueError("checksum mismatch")
-        first_len, second_len = _HEADER.unpack_from(body, len(_MAGIC))
+        lengths = _HEADER.unpack_from(body, len(_MAGIC))
         start = len(_MAGIC) + _HEADER.size
-        if start + first_len + second_len != len(body):
+        if start + sum(lengths) != len(body):
             raise ValueError("length mismatch")
-        events = _read_ipc(body[start : start + first_len])
-        dead = _read_ipc(body[start + first_len :])
-        return SpooledBatch(file, events, dead)
+        tables = []
+        for length in lengths:
+            tables.append(_read_ipc(body[start : start + length]))
+            start += length
+        return SpooledBatch(file, *tables)
 
     def remove(self, batch: SpooledBatch) -> None:
         """Forget a batch once it is safely in ClickHouse."""

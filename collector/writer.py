@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from flowsight.collector import dead_letters
 from flowsight.collector.events import EVENT_SCHEMA
+from flowsight.collector.otlp import SPAN_SCHEMA
 from flowsight.collector.schema import ORDER_STATE_MV
 from flowsight.collector.seen_ids import SeenIds, hash_ids
 from flowsight.collector.spool import Spool, SpoolFull
@@ -39,6 +40,7 @@ from flowsight.timefmt import as_utc
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 20_000
+EMPTY_SPANS = SPAN_SCHEMA.empty_table()
 INSERT_SETTINGS = {"optimize_on_insert": 0}
 REPAIR_WINDOW = timedelta(minutes=10)
 REFRESH_OVERLAP = timedelta(seconds=30)
@@ -52,6 +54,8 @@ class WriteOutcome:
     accepted: int
     duplicates: int
     spooled: bool = False
+    spans_accepted: int = 0
+    spans_duplicates: int = 0
 
 
 class Backpressure(Exception):
@@ -64,6 +68,12 @@ class _Pending:
     dead_letters: pa.Table
     future: Future[WriteOutcome]
     hashes: np.ndarray
+    spans: pa.Table
+    span_hashes: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return int(self.events.num_rows + self.spans.num_rows)
 
 
 @dataclass
@@ -72,6 +82,7 @@ class WriterStats:
 
     commits: int = 0
     rows_inserted: int = 0
+    spans_inserted: int = 0
     duplicates: int = 0
     spooled_batches: int = 0
     drained_batches: int = 0
@@ -109,6 +120,7 @@ class EventWriter:
         self._down_until = 0.0  # monotonic time before which the store is assumed down
         self._thread: threading.Thread | None = None
         self.seen = SeenIds()
+        self.seen_spans = SeenIds()
         self._watermark: datetime | None = None
         self.refresh_seconds = refresh_seconds
         self._next_refresh = 0.0
@@ -140,7 +152,16 @@ class EventWriter:
         if table.num_rows:
             [(latest,)] = self.store.rows(f"SELECT max(ingested_at) FROM {events}")
             self._watermark = as_utc(latest)
-        log.info("dedup filter holds %d event ids (%d MiB)", len(self.seen), self.seen.nbytes >> 20)
+        spans = self.store.arrow(
+            f"SELECT xxHash64(concat(TraceId, SpanId)) AS h FROM {self.schema.table('otel_traces')}"
+        )
+        self.seen_spans.load(spans.column("h").to_numpy() if spans.num_rows else np.empty(0, np.uint64))
+        log.info(
+            "dedup filter holds %d event ids and %d span ids (%d MiB)",
+            len(self.seen),
+            len(self.seen_spans),
+            (self.seen.nbytes + self.seen_spans.nbytes) >> 20,
+        )
         return len(self.seen)
 
     def repair_state(self) -> None:
@@ -168,7 +189,9 @@ class EventWriter:
 
     # -- submitting -----------------------------------------------------------------------
 
-    def submit(self, events: pa.Table, dead: pa.Table | None = None) -> Future[WriteOutcome]:
+    def submit(
+        self, events: pa.Table, dead: pa.Table | None = None, spans: pa.Table | None = None
+    ) -> Future[WriteOutcome]:
         """Queue a validated batch; the future resolves when it is durable.
 
         The ids are hashed here, on the caller's thread, to keep the writer's share small.
@@ -178,15 +201,24 @@ class EventWriter:
             SpoolFull: ClickHouse is unreachable and the spool has no room.
         """
         future: Future[WriteOutcome] = Future()
-        rows = events.num_rows
+        spans = spans if spans is not None else EMPTY_SPANS
+        rows = events.num_rows + spans.num_rows
         hashes = hash_ids(events.column("event_id").to_pylist())
+        span_hashes = hash_ids(span_keys(spans).to_pylist())
         with self._cond:
             if self._pending_rows + rows > self.max_pending_rows and self._pending_rows:
                 raise Backpressure(f"{self._pending_rows} events are waiting to be written")
             if self.spool.is_full() and not self.spool.is_empty():
                 raise SpoolFull("the spool is full while ClickHouse is unreachable")
             self._queue.append(
-                _Pending(events, dead if dead is not None else dead_letters.EMPTY, future, hashes)
+                _Pending(
+                    events,
+                    dead if dead is not None else dead_letters.EMPTY,
+                    future,
+                    hashes,
+                    spans,
+                    span_hashes,
+                )
             )
             self._pending_rows += rows
             self._cond.notify()
@@ -200,10 +232,10 @@ class EventWriter:
                 self._cond.wait(timeout=self.retry_seconds)
             taken: list[_Pending] = []
             rows = 0
-            while self._queue and (not taken or rows + self._queue[0].events.num_rows <= self.batch_rows):
+            while self._queue and (not taken or rows + self._queue[0].rows <= self.batch_rows):
                 item = self._queue.popleft()
                 taken.append(item)
-                rows += item.events.num_rows
+                rows += item.rows
             self._pending_rows -= rows
             return taken
 
@@ -237,10 +269,20 @@ class EventWriter:
     def _write(self, items: list[_Pending]) -> None:
         events = pa.concat_tables([i.events for i in items])
         dead = pa.concat_tables([i.dead_letters for i in items])
+        spans = pa.concat_tables([i.spans for i in items])
         sizes = [i.events.num_rows for i in items]
+        span_sizes = [i.spans.num_rows for i in items]
         if self.spool.is_empty() and self.store_reachable:
             try:
-                outcomes = self.commit(events, dead, sizes, np.concatenate([i.hashes for i in items]))
+                outcomes = self.commit(
+                    events,
+                    dead,
+                    sizes,
+                    np.concatenate([i.hashes for i in items]),
+                    spans=spans,
+                    span_sizes=span_sizes,
+                    span_hashes=np.concatenate([i.span_hashes for i in items]),
+                )
             except StoreUnavailable as exc:
                 self._mark_down(exc)
             except Exception as exc:
@@ -254,21 +296,31 @@ class EventWriter:
                 return
         # ClickHouse is unreachable, or older batches wait in the spool: keep the order.
         try:
-            self.spool.append(events, dead)
+            self.spool.append(events, dead, spans)
         except SpoolFull as exc:
             for item in items:
                 item.future.set_exception(exc)
             return
         self.stats.spooled_batches += 1
-        for item, unique in zip(items, _unique_counts(events, sizes), strict=True):
-            item.future.set_result(WriteOutcome(unique, item.events.num_rows - unique, spooled=True))
+        unique_events = _unique_counts(events.column("event_id").to_pylist(), sizes)
+        unique_spans = _unique_counts(span_keys(spans).to_pylist(), span_sizes)
+        for item, n, m in zip(items, unique_events, unique_spans, strict=True):
+            item.future.set_result(
+                WriteOutcome(n, item.events.num_rows - n, True, m, item.spans.num_rows - m)
+            )
 
     def _drain_one(self) -> None:
         batch = self.spool.oldest()
         if batch is None:
             return
         try:
-            self.commit(batch.events, batch.dead_letters, [batch.events.num_rows])
+            self.commit(
+                batch.events,
+                batch.dead_letters,
+                [batch.events.num_rows],
+                spans=batch.spans,
+                span_sizes=[batch.spans.num_rows],
+            )
         except StoreUnavailable as exc:
             self._mark_down(exc)
             return
@@ -314,32 +366,62 @@ class EventWriter:
                 found.update(row[0] for row in rows)
         return found
 
-    def commit(
-        self, events: pa.Table, dead: pa.Table, sizes: Sequence[int], hashes: np.ndarray | None = None
-    ) -> list[WriteOutcome]:
-        """Deduplicate and insert; returns one outcome per slice of ``sizes`` rows.
+    def stored_spans(self, keys: Sequence[str]) -> set[str]:
+        """Which spans (``trace_id + span_id``) are already stored (an exact check for the filter's hits)."""
+        found: set[str] = set()
+        table = self.schema.table("otel_traces")
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start : start + LOOKUP_CHUNK]
+            rows = self.store.rows(
+                f"SELECT DISTINCT concat(TraceId, SpanId) FROM {table} "
+                "WHERE TraceId IN {t:Array(String)} AND SpanId IN {s:Array(String)}",
+                {"t": sorted({k[:32] for k in chunk}), "s": sorted({k[32:] for k in chunk})},
+            )
+            found.update(row[0] for row in rows)
+        return found
 
-        ``hashes`` are the ``xxHash64`` of the event ids when the caller computed them already.
+    def commit(
+        self,
+        events: pa.Table,
+        dead: pa.Table,
+        sizes: Sequence[int],
+        hashes: np.ndarray | None = None,
+        *,
+        spans: pa.Table | None = None,
+        span_sizes: Sequence[int] | None = None,
+        span_hashes: np.ndarray | None = None,
+    ) -> list[WriteOutcome]:
+        """Deduplicate and insert; returns one outcome per slice of ``sizes`` events (and
+        ``span_sizes`` spans).
+
+        ``hashes`` (``span_hashes``) are the ``xxHash64`` of the event ids (span keys) when the
+        caller computed them already.
 
         Raises:
             StoreUnavailable: ClickHouse cannot be reached; nothing is acknowledged.
         """
         started = time.perf_counter()
+        event_ids = events.column("event_id")
         if hashes is None:
-            hashes = hash_ids(events.column("event_id").to_pylist())
-        keep = first_occurrences(events, hashes)
-        candidates = np.flatnonzero(keep & self.seen.contains(hashes))
-        if candidates.size:  # resends, or a hash collision: ask ClickHouse
-            take = pa.array(candidates)
-            ids = events.column("event_id").take(take).to_pylist()
-            stored = self.stored_ids(ids, events.column("correlation_id").take(take).to_pylist())
-            keep[candidates[np.fromiter((i in stored for i in ids), dtype=bool, count=len(ids))]] = False
+            hashes = hash_ids(event_ids.to_pylist())
+        keep = self._fresh(event_ids, hashes, self.seen, self._stored_events(events))
+        spans = spans if spans is not None else EMPTY_SPANS
+        if span_sizes is None:  # all spans belong to the first slice
+            span_sizes = [spans.num_rows] + [0] * (len(sizes) - 1)
+        keys = span_keys(spans)
+        if span_hashes is None:
+            span_hashes = hash_ids(keys.to_pylist())
+        keep_spans = self._fresh(keys, span_hashes, self.seen_spans, self.stored_spans)
         fresh = events if keep.all() else events.filter(pa.array(keep))
+        fresh_spans = spans if keep_spans.all() else spans.filter(pa.array(keep_spans))
         deduped = time.perf_counter()
         if fresh.num_rows:
             # Rows are unique here, so merging them at insert time would be wasted work.
             self.store.insert_arrow(self.schema.table("events"), fresh, settings=INSERT_SETTINGS)
             self.seen.add(hashes[keep])
+        if fresh_spans.num_rows:
+            self.store.insert_arrow(self.schema.table("otel_traces"), fresh_spans, settings=INSERT_SETTINGS)
+            self.seen_spans.add(span_hashes[keep_spans])
         self.store.insert_arrow(self.schema.table("dead_letters"), dead)
         finished = time.perf_counter()
         self.stats.dedup_seconds += deduped - started
@@ -347,15 +429,64 @@ class EventWriter:
         self.stats.commit_seconds += finished - started
         self.stats.commits += 1
         self.stats.rows_inserted += fresh.num_rows
+        self.stats.spans_inserted += fresh_spans.num_rows
         self.stats.duplicates += events.num_rows - fresh.num_rows
-        kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept rows before each position
-        bounds = np.cumsum([0, *sizes])
-        accepted = kept_before[bounds[1:]] - kept_before[bounds[:-1]]
-        return [WriteOutcome(int(n), size - int(n)) for n, size in zip(accepted, sizes, strict=True)]
+        accepted = _per_slice(keep, sizes)
+        spans_accepted = _per_slice(keep_spans, span_sizes)
+        return [
+            WriteOutcome(n, size - n, False, m, span_size - m)
+            for n, size, m, span_size in zip(accepted, sizes, spans_accepted, span_sizes, strict=True)
+        ]
+
+    def _stored_events(self, events: pa.Table) -> Callable[[Sequence[str]], set[str]]:
+        def stored(ids: Sequence[str]) -> set[str]:
+            wanted = set(ids)
+            rows = [
+                (event_id, correlation_id)
+                for event_id, correlation_id in zip(
+                    events.column("event_id").to_pylist(),
+                    events.column("correlation_id").to_pylist(),
+                    strict=True,
+                )
+                if event_id in wanted
+            ]
+            return self.stored_ids([r[0] for r in rows], [r[1] for r in rows])
+
+        return stored
+
+    @staticmethod
+    def _fresh(
+        keys: pa.ChunkedArray | pa.Array,
+        hashes: np.ndarray,
+        seen: SeenIds,
+        stored: Callable[[Sequence[str]], set[str]],
+    ) -> np.ndarray:
+        """A mask of the rows to insert: first in the batch, and not stored before."""
+        keep = first_occurrences(keys, hashes)
+        candidates = np.flatnonzero(keep & seen.contains(hashes))
+        if candidates.size:  # resends, or a hash collision: ask ClickHouse
+            ids = keys.take(pa.array(candidates)).to_pylist()
+            found = stored(ids)
+            keep[candidates[np.fromiter((i in found for i in ids), dtype=bool, count=len(ids))]] = False
+        return keep
 
 
-def first_occurrences(events: pa.Table, hashes: np.ndarray) -> np.ndarray:
-    """A mask of the rows whose event_id did not occur earlier in the batch.
+def _per_slice(mask: np.ndarray, sizes: Sequence[int]) -> list[int]:
+    """How many ``True`` in each consecutive slice of ``sizes`` rows."""
+    before = np.concatenate([[0], np.cumsum(mask)])
+    bounds = np.cumsum([0, *sizes])
+    return [int(n) for n in before[bounds[1:]] - before[bounds[:-1]]]
+
+
+def span_keys(spans: pa.Table) -> pa.ChunkedArray:
+    """``trace_id + span_id`` of each span: its identity."""
+    if not spans.num_rows:
+        return pa.chunked_array([], pa.string())
+    return pc.binary_join_element_wise(spans.column("TraceId"), spans.column("SpanId"), "")
+
+
+def first_occurrences(keys: pa.ChunkedArray | pa.Array, hashes: np.ndarray) -> np.ndarray:
+    """A mask of the rows whose key did not occur earlier in the batch.
 
     Distinct hashes mean distinct ids (the common case, all in NumPy); rows sharing a hash are
     compared by their ids, so a collision never merges two events.
@@ -369,7 +500,7 @@ def first_occurrences(events: pa.Table, hashes: np.ndarray) -> np.ndarray:
     if not same.any():
         return keep
     involved = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
-    ids = events.column("event_id").take(pa.array(involved)).to_pylist()
+    ids = keys.take(pa.array(involved)).to_pylist()
     seen: set[str] = set()
     for row, event_id in sorted(zip(involved.tolist(), ids, strict=True)):
         if event_id in seen:
@@ -378,17 +509,16 @@ def first_occurrences(events: pa.Table, hashes: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _unique_counts(events: pa.Table, sizes: Sequence[int]) -> list[int]:
-    """Per slice, the events not repeated earlier in the same merged batch."""
+def _unique_counts(keys: list[str], sizes: Sequence[int]) -> list[int]:
+    """Per slice, the keys not repeated earlier in the same merged batch."""
     seen: set[str] = set()
     counts = []
-    ids = events.column("event_id").to_pylist()
     offset = 0
     for size in sizes:
         unique = 0
-        for event_id in ids[offset : offset + size]:
-            if event_id not in seen:
-                seen.add(event_id)
+        for key in keys[offset : offset + size]:
+            if key not in seen:
+                seen.add(key)
                 unique += 1
         counts.append(unique)
         offset += size

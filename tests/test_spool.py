@@ -12,9 +12,12 @@ from fastapi.testclient import TestClient
 
 from flowsight.app import build_services, create_app
 from flowsight.collector import dead_letters
+from flowsight.collector.otlp import SPAN_SCHEMA
 from flowsight.collector.spool import Spool, SpoolFull
 from tests.conftest import event
 from tests.faults import SwitchableClient, switchable_store
+
+EMPTY_SPANS = SPAN_SCHEMA.empty_table()
 
 
 @pytest.fixture
@@ -71,7 +74,9 @@ def test_new_events_queue_behind_the_spool_until_it_drains(faulty: Any) -> None:
 
 def test_full_spool_answers_503_with_retry_after(settings: Any, engine: Any, clock: Any) -> None:
     store, switch = switchable_store(engine)
-    services = build_services(settings.model_copy(update={"spool_max_bytes": 6000}), store=store, clock=clock)
+    one_batch = Spool(settings.data_dir / "measure", 10_000_000).append(_batch(10), dead_letters.EMPTY, EMPTY_SPANS)
+    capacity = one_batch.stat().st_size * 7 // 2  # room for three batches of ten events
+    services = build_services(settings.model_copy(update={"spool_max_bytes": capacity}), store=store, clock=clock)
     with TestClient(create_app(services)) as client:
         switch.go_down()
         statuses = [post(client, [event(i * 10 + j) for j in range(10)]).status_code for i in range(10)]
@@ -85,6 +90,7 @@ def test_full_spool_answers_503_with_retry_after(settings: Any, engine: Any, clo
         switch.come_back()
         assert services.writer.drain(timeout=20)
         # Exactly the acknowledged events are stored.
+        assert first_refused == 3
         assert stored(services) == 10 * first_refused
 
 
@@ -123,8 +129,8 @@ def _batch(n: int) -> pa.Table:
 
 def test_spool_files_round_trip_and_drain_oldest_first(tmp_path: Any) -> None:
     spool = Spool(tmp_path, 10_000_000)
-    first = spool.append(_batch(2), dead_letters.EMPTY)
-    spool.append(_batch(3), dead_letters.EMPTY)
+    first = spool.append(_batch(2), dead_letters.EMPTY, EMPTY_SPANS)
+    spool.append(_batch(3), dead_letters.EMPTY, EMPTY_SPANS)
     oldest = spool.oldest()
     assert oldest is not None and oldest.path == first
     assert oldest.events.num_rows == 2
@@ -136,8 +142,8 @@ def test_spool_files_round_trip_and_drain_oldest_first(tmp_path: Any) -> None:
 
 def test_corrupt_spool_file_is_quarantined_and_the_rest_drain(tmp_path: Any, caplog: Any) -> None:
     spool = Spool(tmp_path, 10_000_000)
-    bad = spool.append(_batch(2), dead_letters.EMPTY)
-    spool.append(_batch(3), dead_letters.EMPTY)
+    bad = spool.append(_batch(2), dead_letters.EMPTY, EMPTY_SPANS)
+    spool.append(_batch(3), dead_letters.EMPTY, EMPTY_SPANS)
     data = bytearray(bad.read_bytes())
     data[40] ^= 0xFF
     bad.write_bytes(bytes(data))
@@ -148,7 +154,8 @@ def test_corrupt_spool_file_is_quarantined_and_the_rest_drain(tmp_path: Any, cap
 
 
 def test_spool_refuses_what_does_not_fit(tmp_path: Any) -> None:
-    spool = Spool(tmp_path, 3000)
-    spool.append(_batch(2), dead_letters.EMPTY)
+    one = Spool(tmp_path / "measure", 10_000_000).append(_batch(2), dead_letters.EMPTY, EMPTY_SPANS)
+    spool = Spool(tmp_path / "spool", one.stat().st_size * 3 // 2)
+    spool.append(_batch(2), dead_letters.EMPTY, EMPTY_SPANS)
     with pytest.raises(SpoolFull):
-        spool.append(_batch(40), dead_letters.EMPTY)
+        spool.append(_batch(2), dead_letters.EMPTY, EMPTY_SPANS)

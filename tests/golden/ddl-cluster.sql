@@ -94,3 +94,88 @@ ORDER BY id;
 CREATE TABLE IF NOT EXISTS flowsight.dead_letter_replays ON CLUSTER retail AS flowsight.dead_letter_replays_local
 ENGINE = Distributed(retail, flowsight, dead_letter_replays_local, cityHash64(id));
 
+CREATE TABLE IF NOT EXISTS flowsight.otel_traces_local ON CLUSTER retail
+(
+    Timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9, 'UTC'),
+        Name LowCardinality(String),
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_correlation_id CorrelationId TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flowsight/otel_traces_local', '{replica}')
+PARTITION BY toDate(Timestamp)
+ORDER BY (ServiceName, SpanName, toDateTime(Timestamp));
+
+CREATE TABLE IF NOT EXISTS flowsight.otel_traces ON CLUSTER retail AS flowsight.otel_traces_local
+ENGINE = Distributed(retail, flowsight, otel_traces_local, cityHash64(TraceId));
+
+CREATE TABLE IF NOT EXISTS flowsight.otel_traces_trace_id_ts_local ON CLUSTER retail
+(
+    TraceId String CODEC(ZSTD(1)),
+    Start DateTime CODEC(Delta, ZSTD(1)),
+    End DateTime CODEC(Delta, ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flowsight/otel_traces_trace_id_ts_local', '{replica}')
+PARTITION BY toDate(Start)
+ORDER BY (TraceId, Start);
+
+CREATE TABLE IF NOT EXISTS flowsight.otel_traces_trace_id_ts ON CLUSTER retail AS flowsight.otel_traces_trace_id_ts_local
+ENGINE = Distributed(retail, flowsight, otel_traces_trace_id_ts_local, cityHash64(TraceId));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.otel_traces_trace_id_ts_mv_local ON CLUSTER retail TO flowsight.otel_traces_trace_id_ts_local
+AS SELECT
+    TraceId,
+    min(Timestamp) AS Start,
+    max(Timestamp) AS End
+FROM flowsight.otel_traces_local
+WHERE TraceId != ''
+GROUP BY TraceId;
+
+CREATE TABLE IF NOT EXISTS flowsight.trace_correlations_local ON CLUSTER retail
+(
+    CorrelationId String,
+    TraceId String,
+    Start SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    End SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/flowsight/trace_correlations_local', '{replica}')
+ORDER BY (CorrelationId, TraceId);
+
+CREATE TABLE IF NOT EXISTS flowsight.trace_correlations ON CLUSTER retail AS flowsight.trace_correlations_local
+ENGINE = Distributed(retail, flowsight, trace_correlations_local, cityHash64(CorrelationId));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.trace_correlations_mv_local ON CLUSTER retail TO flowsight.trace_correlations_local
+AS SELECT
+    CorrelationId,
+    TraceId,
+    Timestamp AS Start,
+    Timestamp + toIntervalNanosecond(Duration) AS End
+FROM flowsight.otel_traces_local
+WHERE CorrelationId != '';
+

@@ -79,3 +79,79 @@ CREATE TABLE IF NOT EXISTS flowsight.dead_letter_replays
 ENGINE = ReplacingMergeTree(replayed_at)
 ORDER BY id;
 
+CREATE TABLE IF NOT EXISTS flowsight.otel_traces
+(
+    Timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9, 'UTC'),
+        Name LowCardinality(String),
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_correlation_id CorrelationId TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+)
+ENGINE = MergeTree
+PARTITION BY toDate(Timestamp)
+ORDER BY (ServiceName, SpanName, toDateTime(Timestamp));
+
+CREATE TABLE IF NOT EXISTS flowsight.otel_traces_trace_id_ts
+(
+    TraceId String CODEC(ZSTD(1)),
+    Start DateTime CODEC(Delta, ZSTD(1)),
+    End DateTime CODEC(Delta, ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = MergeTree
+PARTITION BY toDate(Start)
+ORDER BY (TraceId, Start);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.otel_traces_trace_id_ts_mv TO flowsight.otel_traces_trace_id_ts
+AS SELECT
+    TraceId,
+    min(Timestamp) AS Start,
+    max(Timestamp) AS End
+FROM flowsight.otel_traces
+WHERE TraceId != ''
+GROUP BY TraceId;
+
+CREATE TABLE IF NOT EXISTS flowsight.trace_correlations
+(
+    CorrelationId String,
+    TraceId String,
+    Start SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    End SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+)
+ENGINE = AggregatingMergeTree
+ORDER BY (CorrelationId, TraceId);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.trace_correlations_mv TO flowsight.trace_correlations
+AS SELECT
+    CorrelationId,
+    TraceId,
+    Timestamp AS Start,
+    Timestamp + toIntervalNanosecond(Duration) AS End
+FROM flowsight.otel_traces
+WHERE CorrelationId != '';
+

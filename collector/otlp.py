@@ -1,0 +1,270 @@
+"""OTLP/HTTP decoding: protobuf or JSON export requests into span rows and log records.
+
+JSON follows the OTLP/HTTP encoding rules: trace and span IDs are hex (not base64), enums may
+be integers, 64-bit integers may be strings, unknown fields are ignored. Attribute values
+become strings (arrays and maps as JSON), as in the OpenTelemetry Collector's ClickHouse
+exporter, whose ``otel_traces`` layout the rows follow.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
+_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+_STATUS = ("Unset", "Ok", "Error")
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
+
+_ATTR_MAP = pa.map_(pa.string(), pa.string())
+SPAN_SCHEMA = pa.schema(
+    [
+        pa.field("Timestamp", pa.timestamp("ns", tz="UTC"), nullable=False),
+        pa.field("TraceId", pa.string(), nullable=False),
+        pa.field("SpanId", pa.string(), nullable=False),
+        pa.field("ParentSpanId", pa.string(), nullable=False),
+        pa.field("TraceState", pa.string(), nullable=False),
+        pa.field("SpanName", pa.string(), nullable=False),
+        pa.field("SpanKind", pa.string(), nullable=False),
+        pa.field("ServiceName", pa.string(), nullable=False),
+        pa.field("ResourceAttributes", _ATTR_MAP, nullable=False),
+        pa.field("ScopeName", pa.string(), nullable=False),
+        pa.field("ScopeVersion", pa.string(), nullable=False),
+        pa.field("SpanAttributes", _ATTR_MAP, nullable=False),
+        pa.field("Duration", pa.uint64(), nullable=False),
+        pa.field("StatusCode", pa.string(), nullable=False),
+        pa.field("StatusMessage", pa.string(), nullable=False),
+        pa.field("Events.Timestamp", pa.list_(pa.timestamp("ns", tz="UTC")), nullable=False),
+        pa.field("Events.Name", pa.list_(pa.string()), nullable=False),
+        pa.field("Events.Attributes", pa.list_(_ATTR_MAP), nullable=False),
+        pa.field("Links.TraceId", pa.list_(pa.string()), nullable=False),
+        pa.field("Links.SpanId", pa.list_(pa.string()), nullable=False),
+        pa.field("Links.TraceState", pa.list_(pa.string()), nullable=False),
+        pa.field("Links.Attributes", pa.list_(_ATTR_MAP), nullable=False),
+        pa.field("CorrelationId", pa.string(), nullable=False),
+    ]
+)
+"""Columns of ``otel_traces`` as the ClickHouse exporter writes them, plus ``CorrelationId``."""
+
+
+class OtlpDecodeError(ValueError):
+    """The body is not a decodable OTLP export request (answered with 400)."""
+
+
+class UnsupportedMediaType(ValueError):
+    """Neither protobuf nor JSON (answered with 415)."""
+
+
+def media_type(content_type: str | None) -> str:
+    """``application/x-protobuf`` or ``application/json`` for a Content-Type header."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in (PROTOBUF, "application/protobuf"):
+        return PROTOBUF
+    if media == JSON:
+        return JSON
+    raise UnsupportedMediaType(f"unsupported Content-Type {media or '(none)'!r}: use {PROTOBUF} or {JSON}")
+
+
+def _hex_ids_to_base64(node: Any) -> Any:
+    """OTLP JSON carries IDs as hex; protobuf's JSON mapping expects base64 for bytes."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key in _ID_KEYS and isinstance(value, str):
+                try:
+                    value = base64.b64encode(bytes.fromhex(value)).decode()
+                except ValueError:
+                    raise OtlpDecodeError(f"{key}: {value[:40]!r} is not hex") from None
+            else:
+                value = _hex_ids_to_base64(value)
+            out[key] = value
+        return out
+    if isinstance(node, list):
+        return [_hex_ids_to_base64(item) for item in node]
+    return node
+
+
+def _decode(message: Message, body: bytes, media: str) -> None:
+    if media == PROTOBUF:
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, RuntimeError) as exc:
+            raise OtlpDecodeError(f"body is not a valid protobuf {type(message).__name__}: {exc}") from None
+        return
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise OtlpDecodeError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise OtlpDecodeError(f"body must be a JSON object ({type(message).__name__})")
+    try:
+        json_format.ParseDict(_hex_ids_to_base64(data), message, ignore_unknown_fields=True)
+    except (json_format.ParseError, binascii.Error, TypeError, ValueError) as exc:
+        raise OtlpDecodeError(f"invalid OTLP JSON: {exc}") from None
+
+
+def decode_traces(body: bytes, media: str) -> ExportTraceServiceRequest:
+    """Decode an ``ExportTraceServiceRequest``.
+
+    Raises:
+        OtlpDecodeError: the body does not decode.
+    """
+    request = ExportTraceServiceRequest()
+    _decode(request, body, media)
+    return request
+
+
+def decode_logs(body: bytes, media: str) -> ExportLogsServiceRequest:
+    """Decode an ``ExportLogsServiceRequest``.
+
+    Raises:
+        OtlpDecodeError: the body does not decode.
+    """
+    request = ExportLogsServiceRequest()
+    _decode(request, body, media)
+    return request
+
+
+def any_value_text(value: AnyValue) -> str:
+    """An attribute value as text (arrays and maps as JSON)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind is None:
+        return ""
+    return (
+        orjson.dumps(_plain(value)).decode()
+        if kind in ("array_value", "kvlist_value")
+        else str(_plain(value))
+    )
+
+
+def _plain(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "array_value":
+        return [_plain(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
+    return value.string_value
+
+
+def attributes(pairs: Iterable[KeyValue]) -> dict[str, str]:
+    """OTLP key-values as a string map."""
+    return {kv.key: any_value_text(kv.value) for kv in pairs}
+
+
+def correlation_of(keys: Sequence[str], *maps: dict[str, str]) -> str:
+    """The first configured correlation key found, looking through ``maps`` in order."""
+    for attrs in maps:
+        for key in keys:
+            found = attrs.get(key)
+            if found:
+                return found
+    return ""
+
+
+@dataclass
+class SpanBatch:
+    """Decoded spans as ``otel_traces`` columns, with what was rejected and why."""
+
+    correlation_keys: Sequence[str]
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in SPAN_SCHEMA.names})
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.columns["SpanId"])
+
+    def add_request(self, request: ExportTraceServiceRequest) -> None:
+        cols = self.columns
+        for resource_spans in request.resource_spans:
+            resource = attributes(resource_spans.resource.attributes)
+            service = resource.get("service.name", "")
+            for scope_spans in resource_spans.scope_spans:
+                scope = scope_spans.scope
+                for span in scope_spans.spans:
+                    problem = _span_problem(span)
+                    if problem:
+                        self.rejected += 1
+                        if len(self.errors) < 10:
+                            self.errors.append(problem)
+                        continue
+                    span_attrs = attributes(span.attributes)
+                    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                    cols["Timestamp"].append(start)
+                    cols["TraceId"].append(span.trace_id.hex())
+                    cols["SpanId"].append(span.span_id.hex())
+                    cols["ParentSpanId"].append(span.parent_span_id.hex())
+                    cols["TraceState"].append(span.trace_state)
+                    cols["SpanName"].append(span.name)
+                    cols["SpanKind"].append(
+                        _KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else "Unspecified"
+                    )
+                    cols["ServiceName"].append(service)
+                    cols["ResourceAttributes"].append(list(resource.items()))
+                    cols["ScopeName"].append(scope.name)
+                    cols["ScopeVersion"].append(scope.version)
+                    cols["SpanAttributes"].append(list(span_attrs.items()))
+                    cols["Duration"].append(max(end - start, 0))
+                    code = span.status.code
+                    cols["StatusCode"].append(_STATUS[code] if 0 <= code < len(_STATUS) else "Unset")
+                    cols["StatusMessage"].append(span.status.message)
+                    cols["Events.Timestamp"].append([e.time_unix_nano for e in span.events])
+                    cols["Events.Name"].append([e.name for e in span.events])
+                    cols["Events.Attributes"].append(
+                        [list(attributes(e.attributes).items()) for e in span.events]
+                    )
+                    cols["Links.TraceId"].append([link.trace_id.hex() for link in span.links])
+                    cols["Links.SpanId"].append([link.span_id.hex() for link in span.links])
+                    cols["Links.TraceState"].append([link.trace_state for link in span.links])
+                    cols["Links.Attributes"].append(
+                        [list(attributes(link.attributes).items()) for link in span.links]
+                    )
+                    cols["CorrelationId"].append(correlation_of(self.correlation_keys, span_attrs, resource))
+
+    def to_arrow(self) -> pa.Table:
+        return pa.Table.from_arrays(
+            [pa.array(self.columns[f.name], type=f.type) for f in SPAN_SCHEMA], schema=SPAN_SCHEMA
+        )
+
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        return f"{self.rejected} span(s) rejected: " + "; ".join(self.errors)
+
+
+def _span_problem(span: Any) -> str:
+    if len(span.trace_id) != 16 or span.trace_id == _ZERO_TRACE:
+        return f"span {span.name[:64]!r}: trace_id must be 16 bytes and not all zero"
+    if len(span.span_id) != 8 or span.span_id == _ZERO_SPAN:
+        return f"span {span.name[:64]!r}: span_id must be 8 bytes and not all zero"
+    if span.parent_span_id and len(span.parent_span_id) != 8:
+        return f"span {span.name[:64]!r}: parent_span_id must be 8 bytes"
+    if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
+        return f"span {span.name[:64]!r}: ends before it starts"
+    if not span.start_time_unix_nano:
+        return f"span {span.name[:64]!r}: start_time_unix_nano is required"
+    return ""
