@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flowsight.ddl import Schema
@@ -12,6 +12,7 @@ from flowsight.timefmt import as_utc, iso_utc
 from flowsight.workflows import Workflow, WorkflowCatalog
 
 MAX_EVENTS = 10_000
+MAX_SPANS = 10_000
 
 
 class UnknownCorrelation(LookupError):
@@ -62,9 +63,92 @@ class TimelineReader:
             UnknownCorrelation: nothing is stored under ``correlation_id``.
         """
         events = self.events(correlation_id)
-        if not events:
+        spans = self.spans(correlation_id, sorted({e.trace_id for e in events if e.trace_id}))
+        if not events and not spans:
             raise UnknownCorrelation(correlation_id)
-        return build_timeline(correlation_id, events, catalog, now)
+        doc = build_timeline(correlation_id, events, catalog, now) if events else _spans_only(correlation_id)
+        doc["spans"] = spans
+        return doc
+
+    def spans(self, correlation_id: str, event_trace_ids: list[str]) -> list[dict[str, Any]]:
+        """Every span of every trace joined to the order: traces whose spans carry its ID, and
+        traces its lifecycle events name. Resent spans appear once."""
+        table = self.schema.table
+        traces = self.store.rows(
+            f"""
+            SELECT TraceId, min(Start), max(End) FROM {table("otel_traces_trace_id_ts")}
+            WHERE TraceId IN (
+                SELECT TraceId FROM {table("trace_correlations")} WHERE CorrelationId = {{id:String}}
+                UNION ALL SELECT arrayJoin({{event_traces:Array(String)}}))
+            GROUP BY TraceId
+            """,
+            {"id": correlation_id, "event_traces": event_trace_ids},
+        )
+        if not traces:
+            return []
+        rows = self.store.rows(
+            f"""
+            SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp,
+                   Duration, StatusCode, StatusMessage, CorrelationId
+            FROM {table("otel_traces")}
+            WHERE TraceId IN {{traces:Array(String)}}
+              AND Timestamp BETWEEN {{lo:DateTime64(9, 'UTC')}} AND {{hi:DateTime64(9, 'UTC')}}
+            ORDER BY Timestamp, SpanId
+            LIMIT 1 BY TraceId, SpanId
+            LIMIT {MAX_SPANS}
+            """,
+            {
+                "traces": [row[0] for row in traces],
+                "lo": min(row[1] for row in traces) - timedelta(seconds=1),
+                "hi": max(row[2] for row in traces) + timedelta(seconds=1),
+            },
+        )
+        return [
+            {
+                "trace_id": trace_id,
+                "span_id": span_id,
+                "parent_span_id": parent or None,
+                "service": service,
+                "name": name,
+                "kind": kind,
+                "start": iso_utc(start),
+                "duration_ms": duration / 1e6,
+                "status": status.lower() if status != "Unset" else "unset",
+                "status_message": message or None,
+                "correlation_id": correlation or None,
+            }
+            for (
+                trace_id,
+                span_id,
+                parent,
+                service,
+                name,
+                kind,
+                start,
+                duration,
+                status,
+                message,
+                correlation,
+            ) in rows
+        ]
+
+
+def _spans_only(correlation_id: str) -> dict[str, Any]:
+    """The timeline of an ID known only from traces: no workflow, no stages."""
+    return {
+        "correlation_id": correlation_id,
+        "workflow": None,
+        "other_workflows": [],
+        "status": "unknown",
+        "channel": None,
+        "first_seen": None,
+        "completed_at": None,
+        "terminal_stage": None,
+        "completion_deadline_s": None,
+        "stages": [],
+        "events": [],
+        "exceptions": [],
+    }
 
 
 def build_timeline(

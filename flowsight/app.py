@@ -20,6 +20,8 @@ from flowsight.collector.api import router as collector_router
 from flowsight.collector.dead_letters import DeadLetterStore
 from flowsight.collector.ingest import EventIngestor
 from flowsight.collector.metrics import CollectorHealth
+from flowsight.collector.otlp_api import router as otlp_router
+from flowsight.collector.otlp_ingest import OtlpIngestor
 from flowsight.collector.spool import Spool
 from flowsight.collector.timeline import TimelineReader
 from flowsight.collector.writer import EventWriter
@@ -60,6 +62,7 @@ class Services:
     topology: Topology
     writer: EventWriter
     ingestor: EventIngestor
+    otlp: OtlpIngestor
     timelines: TimelineReader
     dead_letters: DeadLetterStore
     clock: Clock
@@ -112,6 +115,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
             clock,
             max_events=settings.max_events_per_request,
         ),
+        otlp=OtlpIngestor(writer, lambda: services.catalog, clock, settings.correlation_keys),
         timelines=TimelineReader(store, schema),
         dead_letters=dead,
         clock=clock,
@@ -150,6 +154,15 @@ def create_app(services: Services) -> FastAPI:
             services.dead_letters,
             lambda: services.catalog,
             services.clock,
+            max_body_bytes=settings.max_body_bytes,
+            max_decompressed_bytes=settings.max_decompressed_bytes,
+            retry_after_seconds=settings.retry_after_seconds,
+        )
+    )
+
+    app.include_router(
+        otlp_router(
+            services.otlp,
             max_body_bytes=settings.max_body_bytes,
             max_decompressed_bytes=settings.max_decompressed_bytes,
             retry_after_seconds=settings.retry_after_seconds,

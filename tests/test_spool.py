@@ -74,9 +74,13 @@ def test_new_events_queue_behind_the_spool_until_it_drains(faulty: Any) -> None:
 
 def test_full_spool_answers_503_with_retry_after(settings: Any, engine: Any, clock: Any) -> None:
     store, switch = switchable_store(engine)
-    one_batch = Spool(settings.data_dir / "measure", 10_000_000).append(_batch(10), dead_letters.EMPTY, EMPTY_SPANS)
+    one_batch = Spool(settings.data_dir / "measure", 10_000_000).append(
+        _batch(10), dead_letters.EMPTY, EMPTY_SPANS
+    )
     capacity = one_batch.stat().st_size * 7 // 2  # room for three batches of ten events
-    services = build_services(settings.model_copy(update={"spool_max_bytes": capacity}), store=store, clock=clock)
+    services = build_services(
+        settings.model_copy(update={"spool_max_bytes": capacity}), store=store, clock=clock
+    )
     with TestClient(create_app(services)) as client:
         switch.go_down()
         statuses = [post(client, [event(i * 10 + j) for j in range(10)]).status_code for i in range(10)]
