@@ -46,9 +46,12 @@ def timeline(server: ServerProcess, order: str, spans: int, timeout: float = 10.
 
 def test_spans_of_a_trace_join_the_order_even_without_the_key(server: ServerProcess) -> None:
     oms, erp = tracer_provider(server, "oms"), tracer_provider(server, "erp")
-    with oms.get_tracer("shop").start_as_current_span(
-        "POST /orders", attributes={"order.id": "SO-OTEL-1"}
-    ) as root, erp.get_tracer("erp").start_as_current_span("create sales order") as child:
+    with (
+        oms.get_tracer("shop").start_as_current_span(
+            "POST /orders", attributes={"order.id": "SO-OTEL-1"}
+        ) as root,
+        erp.get_tracer("erp").start_as_current_span("create sales order") as child,
+    ):
         child.set_status(Status(StatusCode.ERROR, "ERP timeout"))
     for provider in (erp, oms):
         provider.force_flush()
