@@ -34,7 +34,7 @@ class Settings(BaseSettings):
         4318,
         ge=0,
         le=65535,
-        description="TCP port of the HTTP API. Default 4318, the OTLP/HTTP "
+        description="TCP port of the HTTP API and the OTLP receiver. Default 4318, the OTLP/HTTP "
         "port, so an OpenTelemetry SDK's default endpoint reaches flowsight. Env FLOWSIGHT_PORT.",
     )
     # -- storage --------------------------------------------------------------------------
