@@ -41,6 +41,7 @@ test: system-deps install lint typecheck ## Install everything, then lint, type-
 bench: install ## Benchmarks: ingest (HTTP vs direct insert) and per-order state reads; see bench/README.md
 	$(BIN)/python bench/ingest.py --events 1000000
 	$(BIN)/python bench/order_state.py --orders 1000000
+	$(BIN)/python bench/timeline.py --orders 1000000 --spans 10000000
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
