@@ -20,6 +20,7 @@ from flowsight.collector.api import router as collector_router
 from flowsight.collector.dead_letters import DeadLetterStore
 from flowsight.collector.ingest import EventIngestor
 from flowsight.collector.metrics import CollectorHealth
+from flowsight.collector.order_figures import OrderFigures
 from flowsight.collector.otlp_api import router as otlp_router
 from flowsight.collector.otlp_ingest import OtlpIngestor
 from flowsight.collector.spool import Spool
@@ -29,6 +30,7 @@ from flowsight.configfiles import load_topology, load_workflows
 from flowsight.ddl import Schema
 from flowsight.migrations import Migration
 from flowsight.settings import Settings
+from flowsight.slo.api import router as slo_router
 from flowsight.store import Store
 from flowsight.topology import DEFAULT_TOPOLOGY, Topology
 from flowsight.workflows import DEFAULT_WORKFLOWS, WorkflowCatalog
@@ -167,6 +169,10 @@ def create_app(services: Services) -> FastAPI:
             max_decompressed_bytes=settings.max_decompressed_bytes,
             retry_after_seconds=settings.retry_after_seconds,
         )
+    )
+
+    app.include_router(
+        slo_router(OrderFigures(services.store, services.schema), lambda: services.catalog, services.clock)
     )
 
     @app.get("/healthz", tags=["health"], summary="The process is up")

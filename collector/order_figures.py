@@ -1,0 +1,207 @@
+"""Flow figures read from the per-order state (``order_state``) and, for the few rows that need
+them, from ``events``: funnel, completion, stuck orders, open exceptions, stage-to-stage lag and
+per-system ingest. Every figure is computed inside ClickHouse; only aggregates come back.
+
+All reads take ``at`` and use only data that occurred up to it (``mapFilter`` over the stage
+maps), so an evaluation can be replayed as of any time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flowsight.ddl import Schema
+from flowsight.store import Store
+from flowsight.timefmt import as_utc
+from flowsight.workflows import Workflow
+
+_AT = "{at:DateTime64(3, 'UTC')}"
+
+
+def _orders(table: str) -> str:
+    """One row per order of ``{wf}`` seen by ``{at}``, with its stage maps cut at ``{at}``."""
+    return f"""
+        SELECT correlation_id, first_seen, channel,
+               mapFilter((k, v) -> v <= {_AT}, reached) AS r,
+               mapFilter((k, v) -> v <= {_AT}, last_ok) AS lo,
+               mapFilter((k, v) -> v <= {_AT}, last_failed) AS lf
+        FROM {table} FINAL
+        WHERE workflow = {{wf:String}} AND first_seen <= {_AT}"""
+
+
+@dataclass(frozen=True)
+class Completion:
+    in_flight: int
+    completed: int
+    due: int
+    on_time: int
+
+
+@dataclass(frozen=True)
+class OpenException:
+    workflow: str
+    stage: str
+    correlation_id: str
+    opened_at: datetime
+
+
+class OrderFigures:
+    """ClickHouse-backed reads of the flow figures (the SLO engine's source of order state)."""
+
+    def __init__(self, store: Store, schema: Schema):
+        self.store = store
+        self.schema = schema
+
+    def _params(self, workflow: Workflow, at: datetime, **extra: Any) -> dict[str, Any]:
+        return {"wf": workflow.name, "at": as_utc(at).replace(tzinfo=None), **extra}
+
+    def funnel(self, workflow: Workflow, at: datetime) -> dict[str, int]:
+        """Orders that reached each stage."""
+        rows = self.store.rows(
+            f"SELECT stage, count() FROM ({_orders(self.schema.table('order_state'))}) "
+            "ARRAY JOIN mapKeys(r) AS stage GROUP BY stage",
+            self._params(workflow, at),
+        )
+        return {stage: int(n) for stage, n in rows}
+
+    def completion(self, workflow: Workflow, at: datetime) -> Completion:
+        """In flight, completed, due (completed or past the deadline) and completed on time."""
+        [row] = self.store.rows(
+            f"""
+            SELECT countIf(NOT done), countIf(done),
+                   countIf(done OR dateDiff('millisecond', first_seen, {_AT}) > {{deadline_ms:Int64}}),
+                   countIf(done AND dateDiff('millisecond', first_seen, done_at) <= {{deadline_ms:Int64}})
+            FROM (
+                SELECT first_seen,
+                       arrayFilter(t -> mapContains(r, t), {{terminal:Array(String)}}) AS hit,
+                       notEmpty(hit) AS done,
+                       if(done, arrayMin(arrayMap(t -> r[t], hit)), first_seen) AS done_at
+                FROM ({_orders(self.schema.table("order_state"))}))
+            """,
+            self._params(
+                workflow,
+                at,
+                terminal=sorted(workflow.terminal_stages),
+                deadline_ms=int(workflow.completion_deadline.total_seconds() * 1000),
+            ),
+        )
+        return Completion(*(int(x) for x in row))
+
+    def _stuck_sql(self, workflow: Workflow) -> str:
+        return f"""
+            SELECT correlation_id, channel, stages[last + 1] AS waiting_for,
+                   dateDiff('millisecond', r[stages[last]], {_AT}) / 1000 AS waited_s,
+                   slas[last + 1] AS sla_s
+            FROM (
+                SELECT correlation_id, channel, r,
+                       {{stages:Array(String)}} AS stages, {{slas:Array(Int64)}} AS slas,
+                       arrayLastIndex(s -> mapContains(r, s), stages) AS last
+                FROM ({_orders(self.schema.table("order_state"))})
+                WHERE NOT arrayExists(t -> mapContains(r, t), {{terminal:Array(String)}}))
+            WHERE last BETWEEN 1 AND length(stages) - 1 AND waited_s > sla_s"""
+
+    def _stuck_params(self, workflow: Workflow, at: datetime, **extra: Any) -> dict[str, Any]:
+        sequence = workflow.sequence
+        return self._params(
+            workflow,
+            at,
+            stages=[s.name for s in sequence],
+            slas=[int(s.sla.total_seconds()) if s.sla else 0 for s in sequence],
+            terminal=sorted(workflow.terminal_stages),
+            **extra,
+        )
+
+    def stuck_by_stage(self, workflow: Workflow, at: datetime) -> dict[str, int]:
+        """Orders stuck, by the stage they wait for (past its SLA since the previous stage)."""
+        rows = self.store.rows(
+            f"SELECT waiting_for, count() FROM ({self._stuck_sql(workflow)}) GROUP BY waiting_for",
+            self._stuck_params(workflow, at),
+        )
+        return {stage: int(n) for stage, n in rows}
+
+    def stuck_orders(
+        self, workflow: Workflow, at: datetime, *, stages: Sequence[str] | None, limit: int, offset: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """A page of stuck orders (optionally only those waiting for ``stages``), longest waiting
+        first, and how many there are."""
+        where = "WHERE waiting_for IN {only:Array(String)}" if stages is not None else ""
+        params = self._stuck_params(workflow, at, only=list(stages or []), limit=limit, offset=offset)
+        total = self.store.rows(f"SELECT count() FROM ({self._stuck_sql(workflow)}) {where}", params)[0][0]
+        rows = self.store.dicts(
+            f"""SELECT correlation_id, channel, waiting_for, waited_s, sla_s
+                FROM ({self._stuck_sql(workflow)}) {where}
+                ORDER BY waited_s DESC, correlation_id
+                LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
+            params,
+        )
+        return int(total), rows
+
+    def open_exceptions(self, workflow: Workflow, at: datetime) -> list[tuple[str, int, int, int, int]]:
+        """Open exceptions per stage as ``(stage, <1h, 1-4h, 4-24h, >24h)`` counts.
+
+        The per-order state finds the (order, stage) pairs whose latest failure is after their
+        latest ok; the events of just those pairs give the exact opening time: the first
+        failure after that ok.
+        """
+        state = self.schema.table("order_state")
+        events = self.schema.table("events")
+        rows = self.store.rows(
+            f"""
+            WITH candidates AS (
+                SELECT correlation_id, stage, if(mapContains(lo, stage), lo[stage], toDateTime64(0, 3, 'UTC')) AS ok_at
+                FROM ({_orders(state)})
+                ARRAY JOIN mapKeys(lf) AS stage
+                WHERE NOT mapContains(lo, stage) OR lf[stage] > lo[stage])
+            SELECT stage,
+                   countIf(age < 3600), countIf(age >= 3600 AND age < 14400),
+                   countIf(age >= 14400 AND age < 86400), countIf(age >= 86400)
+            FROM (
+                SELECT c.stage AS stage, dateDiff('second', min(e.occurred_at), {_AT}) AS age
+                FROM {events} AS e
+                INNER JOIN candidates AS c ON e.correlation_id = c.correlation_id AND e.stage = c.stage
+                WHERE e.correlation_id IN (SELECT correlation_id FROM candidates)
+                  AND e.workflow = {{wf:String}} AND e.status = 'failed'
+                  AND e.occurred_at > c.ok_at AND e.occurred_at <= {_AT}
+                GROUP BY c.correlation_id, c.stage)
+            GROUP BY stage
+            """,
+            self._params(workflow, at),
+        )
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    def lag_quantiles(
+        self, workflow: Workflow, pairs: Sequence[tuple[str, str]], at: datetime
+    ) -> dict[tuple[str, str], tuple[float, float, float, int]]:
+        """p50, p95, p99 (seconds) of the time from stage ``a`` to stage ``b``, and the count."""
+        if not pairs:
+            return {}
+        rows = self.store.rows(
+            f"""
+            SELECT a, b, quantilesExact(0.5, 0.95, 0.99)(dateDiff('millisecond', r[a], r[b]) / 1000), count()
+            FROM ({_orders(self.schema.table("order_state"))})
+            ARRAY JOIN {{from:Array(String)}} AS a, {{to:Array(String)}} AS b
+            WHERE mapContains(r, a) AND mapContains(r, b)
+            GROUP BY a, b
+            """,
+            self._params(workflow, at, **{"from": [a for a, _ in pairs], "to": [b for _, b in pairs]}),
+        )
+        return {(a, b): (float(q[0]), float(q[1]), float(q[2]), int(n)) for a, b, q, n in rows}
+
+    def system_ingest(self, at: datetime, window_s: int) -> dict[str, tuple[datetime, float, int]]:
+        """Per system over the window before ``at``: latest event time, p95 of the delay from
+        occurrence to ingest (seconds), and the event count."""
+        rows = self.store.rows(
+            f"""
+            SELECT system, max(occurred_at),
+                   quantile(0.95)(greatest(dateDiff('millisecond', occurred_at, ingested_at), 0)) / 1000,
+                   count()
+            FROM {self.schema.table("events")}
+            WHERE occurred_at <= {_AT} AND occurred_at > {_AT} - toIntervalSecond({{window:UInt32}})
+            GROUP BY system
+            """,
+            {"at": as_utc(at).replace(tzinfo=None), "window": window_s},
+        )
+        return {str(s): (as_utc(last), float(p95), int(n)) for s, last, p95, n in rows}

@@ -1,0 +1,86 @@
+"""HTTP routes of the SLO package: flow health and stuck orders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import APIRouter, Query, Response
+
+from flowsight.collector.api import error_response, json_response
+from flowsight.collector.order_figures import OrderFigures
+from flowsight.slo.flow import FlowHealth
+from flowsight.timefmt import iso_utc
+from flowsight.workflows import WorkflowCatalog
+
+
+def _as_of(at: str | None, clock: Callable[[], datetime]) -> datetime | Response:
+    if at is None:
+        return clock()
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        return error_response(400, f"at: must be an RFC 3339 timestamp with offset, got {at[:40]!r}")
+    if parsed.tzinfo is None:
+        return error_response(400, "at: must carry a UTC offset, e.g. 2026-11-26T10:00:00Z")
+    return parsed
+
+
+def router(
+    figures: OrderFigures, catalog: Callable[[], WorkflowCatalog], clock: Callable[[], datetime]
+) -> APIRouter:
+    api = APIRouter(tags=["flow"])
+    health = FlowHealth(figures)
+
+    @api.get("/api/flow/health", summary="Order-flow health per workflow, exceptions, sync lag, ingest lag")
+    def flow_health(
+        at: str | None = Query(None, description="Evaluate as of this time (RFC 3339)"),
+    ) -> Response:
+        when = _as_of(at, clock)
+        if isinstance(when, Response):
+            return when
+        return json_response(health.evaluate(catalog(), when))
+
+    @api.get("/api/orders", summary="Stuck orders, longest waiting first")
+    def orders(
+        stuck: bool = Query(True, description="Only stuck orders (the only listing so far)"),
+        workflow: str = Query("order_to_cash"),
+        stage: str | None = Query(None, description="Only those waiting for this stage"),
+        system: str | None = Query(None, description="Only those waiting for a stage this system owns"),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+        at: str | None = Query(None),
+    ) -> Response:
+        if not stuck:
+            return error_response(400, "stuck: only stuck=true is supported; open an order by its ID instead")
+        found = catalog().get(workflow)
+        if found is None:
+            return error_response(404, f"workflow: unknown workflow {workflow!r}")
+        when = _as_of(at, clock)
+        if isinstance(when, Response):
+            return when
+        if stage and not found.has_stage(stage):
+            return error_response(404, f"stage: {stage!r} is not a stage of workflow {workflow!r}")
+        only: list[str] | None = None
+        if stage or system:
+            only = [
+                s.name
+                for s in found.sequence
+                if (stage is None or s.name == stage) and (system is None or s.owner == system)
+            ]
+        total, items = figures.stuck_orders(found, when, stages=only, limit=limit, offset=offset)
+        for item in items:
+            owner = found.stage(str(item["waiting_for"]))
+            item["owner"] = owner.owner if owner else None
+        return json_response(
+            {
+                "workflow": workflow,
+                "evaluated_at": iso_utc(when),
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "items": items,
+            }
+        )
+
+    return api
