@@ -25,9 +25,7 @@ def _orders(table: str) -> str:
     """One row per order of ``{wf}`` seen by ``{at}``, with its stage maps cut at ``{at}``."""
     return f"""
         SELECT correlation_id, first_seen, channel,
-               mapFilter((k, v) -> v <= {_AT}, reached) AS r,
-               mapFilter((k, v) -> v <= {_AT}, last_ok) AS lo,
-               mapFilter((k, v) -> v <= {_AT}, last_failed) AS lf
+               mapFilter((k, v) -> v <= {_AT}, reached) AS r
         FROM {table} FINAL
         WHERE workflow = {{wf:String}} AND first_seen <= {_AT}"""
 
@@ -142,8 +140,10 @@ class OrderFigures:
     def open_exceptions(self, workflow: Workflow, at: datetime) -> list[tuple[str, int, int, int, int]]:
         """Open exceptions per stage as ``(stage, <1h, 1-4h, 4-24h, >24h)`` counts.
 
-        The per-order state finds the (order, stage) pairs whose latest failure is after their
-        latest ok; the events of just those pairs give the exact opening time: the first
+        The per-order state narrows the (order, stage) pairs to look at: those with a failure by
+        ``at`` whose latest failure is after their latest ok, or whose latest times lie past
+        ``at`` (so the state cannot tell). The events of just those pairs then give the exact
+        answer as of ``at``: open when the last failure follows the last ok, opened by the first
         failure after that ok.
         """
         state = self.schema.table("order_state")
@@ -151,21 +151,30 @@ class OrderFigures:
         rows = self.store.rows(
             f"""
             WITH candidates AS (
-                SELECT correlation_id, stage, if(mapContains(lo, stage), lo[stage], toDateTime64(0, 3, 'UTC')) AS ok_at
-                FROM ({_orders(state)})
-                ARRAY JOIN mapKeys(lf) AS stage
-                WHERE NOT mapContains(lo, stage) OR lf[stage] > lo[stage])
+                SELECT correlation_id, stage
+                FROM (
+                    SELECT correlation_id, first_failed AS ff, last_failed AS lf, last_ok AS lo
+                    FROM {state} FINAL
+                    WHERE workflow = {{wf:String}} AND first_seen <= {_AT})
+                ARRAY JOIN mapKeys(ff) AS stage
+                WHERE ff[stage] <= {_AT}
+                  AND (lf[stage] > {_AT} OR NOT mapContains(lo, stage) OR lo[stage] > {_AT}
+                       OR lf[stage] > lo[stage]))
             SELECT stage,
                    countIf(age < 3600), countIf(age >= 3600 AND age < 14400),
                    countIf(age >= 14400 AND age < 86400), countIf(age >= 86400)
             FROM (
-                SELECT c.stage AS stage, dateDiff('second', min(e.occurred_at), {_AT}) AS age
-                FROM {events} AS e
-                INNER JOIN candidates AS c ON e.correlation_id = c.correlation_id AND e.stage = c.stage
-                WHERE e.correlation_id IN (SELECT correlation_id FROM candidates)
-                  AND e.workflow = {{wf:String}} AND e.status = 'failed'
-                  AND e.occurred_at > c.ok_at AND e.occurred_at <= {_AT}
-                GROUP BY c.correlation_id, c.stage)
+                SELECT stage,
+                       maxIf(occurred_at, status = 'ok') AS ok_at,
+                       maxIf(occurred_at, status = 'failed') AS failed_at,
+                       arrayMin(arrayFilter(t -> t > ok_at, groupArrayIf(occurred_at, status = 'failed'))) AS opened,
+                       dateDiff('second', opened, {_AT}) AS age
+                FROM {events}
+                WHERE correlation_id IN (SELECT correlation_id FROM candidates)
+                  AND (correlation_id, stage) IN (SELECT correlation_id, stage FROM candidates)
+                  AND workflow = {{wf:String}} AND occurred_at <= {_AT}
+                GROUP BY correlation_id, stage
+                HAVING failed_at > ok_at)
             GROUP BY stage
             """,
             self._params(workflow, at),
