@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Per-order state read benchmark: how fast funnel, completion and stuck figures come out of
-``order_state`` with millions of orders, on the embedded engine.
+"""Flow-health benchmark: how fast the flow figures come out of ``order_state`` with millions of
+orders, on the embedded engine.
 
 Generates ``--orders`` order_to_cash orders (each stopped at a random stage, a share of them
-complete), inserts their events straight into ``events`` (the view builds ``order_state``), then
-times three reads the SLO engine makes, each over every order, best and median of
-``--repeat`` runs. Progress goes to stderr, a markdown table to stdout, JSON to ``--out``.
+complete, some with a failed stage), inserts their events straight into ``events`` (the view
+builds ``order_state``), then times each read of :mod:`flowsight.slo.flow` and one whole
+evaluation, through the service's own code, best and median of ``--repeat`` runs. Progress goes to stderr, a markdown table to stdout, JSON to ``--out``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,15 @@ if str(ROOT) not in sys.path:
 from flowsight import migrations  # noqa: E402
 from flowsight.app import MIGRATIONS  # noqa: E402
 from flowsight.collector.events import EVENT_SCHEMA  # noqa: E402
+from flowsight.collector.order_figures import OrderFigures  # noqa: E402
 from flowsight.collector.writer import INSERT_SETTINGS  # noqa: E402
 from flowsight.ddl import Schema  # noqa: E402
+from flowsight.slo.flow import FlowHealth, lag_pairs  # noqa: E402
 from flowsight.store import Store  # noqa: E402
-from flowsight.workflows import ORDER_TO_CASH  # noqa: E402
+from flowsight.workflows import DEFAULT_WORKFLOWS, ORDER_TO_CASH  # noqa: E402
 
 NOW_MS = 1_795_651_200_000  # 2026-11-26T00:00:00Z, the "now" every read uses
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
 CHUNK = 200_000
 
 
@@ -49,23 +54,32 @@ def generate(orders: int, seed: int) -> tuple[pa.Table, int]:
     owners = [s.owner for s in ORDER_TO_CASH.sequence]
     # Most orders finished; the rest stopped somewhere along the way.
     reached = np.where(rng.random(orders) < 0.7, len(stages), rng.integers(1, len(stages), orders))
-    start = NOW_MS - rng.integers(0, 7 * 86_400_000, orders)
+    start = NOW_MS - 8 * 3_600_000 - rng.integers(0, 7 * 86_400_000, orders)  # all before NOW
     gaps = rng.integers(1_000, 3_600_000, (orders, len(stages)))
     gaps[:, 0] = 0
     times = start[:, None] + np.cumsum(gaps, axis=1)
     mask = np.arange(len(stages))[None, :] < reached[:, None]
     order_idx, stage_idx = np.nonzero(mask)
+    status = np.full(order_idx.size, "ok")
+    # A fifth of the unfinished orders failed at the stage they wait for: open exceptions.
+    failing = np.flatnonzero((reached < len(stages)) & (rng.random(orders) < 0.2))
+    order_idx = np.concatenate([order_idx, failing])
+    stage_idx = np.concatenate([stage_idx, reached[failing]])
+    status = np.concatenate([status, np.full(failing.size, "failed")])
+    times = np.concatenate([times, times[:, -1:]], axis=1)  # a failure's time: the next column
     n = order_idx.size
     ids = np.char.add("ORD-", order_idx.astype(str))
     table = pa.table(
         {
-            "event_id": pa.array(np.char.add(np.char.add(ids, "-"), stage_idx.astype(str))),
+            "event_id": pa.array(
+                np.char.add(np.char.add(np.char.add(ids, "-"), stage_idx.astype(str)), status)
+            ),
             "correlation_id": pa.array(ids),
             "workflow": pa.array(["order_to_cash"] * n),
             "stage": pa.array(np.array(stages)[stage_idx]),
             "system": pa.array(np.array(owners)[stage_idx]),
             "occurred_at": pa.array(times[order_idx, stage_idx], pa.timestamp("ms", tz="UTC")),
-            "status": pa.array(["ok"] * n),
+            "status": pa.array(status),
             "channel": pa.array(np.array(["web", "app", "store", "marketplace"])[order_idx % 4]),
             "trace_id": pa.array([""] * n),
             "span_id": pa.array([""] * n),
@@ -78,37 +92,18 @@ def generate(orders: int, seed: int) -> tuple[pa.Table, int]:
     return table, int((reached == len(stages)).sum())
 
 
-def reads(table: str) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The reads timed, as (SQL, parameters)."""
-    sequence = ORDER_TO_CASH.sequence
-    per_order = f"""
-        SELECT reached AS r FROM {table} FINAL WHERE workflow = {{wf:String}}"""
+def reads(figures: OrderFigures, at: datetime) -> dict[str, Callable[[], Any]]:
+    """The reads timed: the flow-health pieces for order_to_cash, and one whole evaluation."""
     return {
-        "funnel (orders per stage reached)": (
-            f"SELECT stage, count() FROM ({per_order}) ARRAY JOIN mapKeys(r) AS stage GROUP BY stage",
-            {"wf": ORDER_TO_CASH.name},
+        "funnel (orders per stage reached)": lambda: figures.funnel(ORDER_TO_CASH, at),
+        "completion (in flight, completed, due, on time)": lambda: figures.completion(ORDER_TO_CASH, at),
+        "stuck orders by stage": lambda: figures.stuck_by_stage(ORDER_TO_CASH, at),
+        "open exceptions with aging": lambda: figures.open_exceptions(ORDER_TO_CASH, at),
+        "stage-to-stage lag percentiles": lambda: figures.lag_quantiles(
+            ORDER_TO_CASH, lag_pairs(ORDER_TO_CASH), at
         ),
-        "completion (in flight, completed)": (
-            f"""SELECT countIf(NOT done), countIf(done) FROM (
-                    SELECT arrayExists(t -> mapContains(r, t), {{terminal:Array(String)}}) AS done
-                    FROM ({per_order}))""",
-            {"wf": ORDER_TO_CASH.name, "terminal": sorted(ORDER_TO_CASH.terminal_stages)},
-        ),
-        "stuck orders by stage": (
-            f"""SELECT stages[last + 1] AS waiting_for, count() FROM (
-                    SELECT r, {{stages:Array(String)}} AS stages,
-                           arrayLastIndex(s -> mapContains(r, s), stages) AS last
-                    FROM ({per_order}))
-                WHERE last BETWEEN 1 AND length(stages) - 1
-                  AND toUnixTimestamp64Milli(r[stages[last]]) + 1000 * {{slas:Array(UInt32)}}[last + 1]
-                      < {{now:Int64}}
-                GROUP BY waiting_for""",
-            {
-                "wf": ORDER_TO_CASH.name,
-                "stages": [s.name for s in sequence],
-                "slas": [int(s.sla.total_seconds()) if s.sla else 0 for s in sequence],
-                "now": NOW_MS,
-            },
+        "whole flow health (both workflows, ingest lag)": lambda: FlowHealth(figures).evaluate(
+            DEFAULT_WORKFLOWS, at
         ),
     }
 
@@ -146,27 +141,33 @@ def main(argv: list[str] | None = None) -> int:
         for phase in ("as inserted", "merged"):
             if phase == "merged":
                 store.command(f"OPTIMIZE TABLE {schema.table('order_state')} FINAL")
-            for name, (sql, params) in reads(schema.table("order_state")).items():
+            for name, read in reads(OrderFigures(store, schema), NOW).items():
                 timings = []
                 answer: Any = None
                 for _ in range(args.repeat):
                     begin = time.perf_counter()
-                    answer = store.rows(sql, params)
+                    answer = read()
                     timings.append(time.perf_counter() - begin)
                 results[f"{name}, {phase}"] = {
                     "best_ms": min(timings) * 1000,
                     "median_ms": statistics.median(timings) * 1000,
-                    "answer": [list(map(str, row)) for row in answer],
+                    "answer": answer
+                    if isinstance(answer, dict) and all(isinstance(k, str) for k in answer)
+                    else str(answer),
                 }
                 log(f"{name}, {phase}: median {statistics.median(timings) * 1000:.0f} ms")
         store.close()
-    in_flight, completed = (int(x) for x in results["completion (in flight, completed), merged"]["answer"][0])
-    before = results["completion (in flight, completed), as inserted"]["answer"]
-    if before != results["completion (in flight, completed), merged"]["answer"]:
-        log("FAILED: the read before merging disagrees with the read after")
+    health = results["whole flow health (both workflows, ingest lag), merged"]["answer"]["workflows"][
+        "order_to_cash"
+    ]
+    before = results["whole flow health (both workflows, ingest lag), as inserted"]["answer"]
+    if before != results["whole flow health (both workflows, ingest lag), merged"]["answer"]:
+        log("FAILED: the evaluation before merging disagrees with the one after")
         return 1
-    if completed != complete or in_flight + completed != args.orders:
-        log(f"FAILED: completion read says {completed} complete, {in_flight} in flight; generated {complete}")
+    if health["completed"] != complete or health["in_flight"] + health["completed"] != args.orders:
+        log(
+            f"FAILED: flow health says {health['completed']} complete, {health['in_flight']} in flight; generated {complete}"
+        )
         return 1
     print(
         f"| Read over {args.orders:,} orders ({events.num_rows:,} events; {state_rows:,} state rows"
