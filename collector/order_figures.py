@@ -39,11 +39,10 @@ class Completion:
 
 
 @dataclass(frozen=True)
-class OpenException:
-    workflow: str
-    stage: str
-    correlation_id: str
-    opened_at: datetime
+class Summary:
+    funnel: dict[str, int]
+    completion: Completion
+    stuck_by_stage: dict[str, int]
 
 
 class OrderFigures:
@@ -56,37 +55,37 @@ class OrderFigures:
     def _params(self, workflow: Workflow, at: datetime, **extra: Any) -> dict[str, Any]:
         return {"wf": workflow.name, "at": as_utc(at).replace(tzinfo=None), **extra}
 
-    def funnel(self, workflow: Workflow, at: datetime) -> dict[str, int]:
-        """Orders that reached each stage."""
-        rows = self.store.rows(
-            f"SELECT stage, count() FROM ({_orders(self.schema.table('order_state'))}) "
-            "ARRAY JOIN mapKeys(r) AS stage GROUP BY stage",
-            self._params(workflow, at),
-        )
-        return {stage: int(n) for stage, n in rows}
-
-    def completion(self, workflow: Workflow, at: datetime) -> Completion:
-        """In flight, completed, due (completed or past the deadline) and completed on time."""
+    def summary(self, workflow: Workflow, at: datetime) -> Summary:
+        """Funnel, completion and stuck orders by stage, in one pass over the per-order state."""
         [row] = self.store.rows(
             f"""
-            SELECT countIf(NOT done), countIf(done),
+            SELECT sumMap(mapKeys(r), arrayWithConstant(length(r), toUInt64(1))),
+                   countIf(NOT done), countIf(done),
                    countIf(done OR dateDiff('millisecond', first_seen, {_AT}) > {{deadline_ms:Int64}}),
-                   countIf(done AND dateDiff('millisecond', first_seen, done_at) <= {{deadline_ms:Int64}})
+                   countIf(done AND dateDiff('millisecond', first_seen, done_at) <= {{deadline_ms:Int64}}),
+                   sumMapIf([stages[last + 1]], [toUInt64(1)], stuck)
             FROM (
-                SELECT first_seen,
+                SELECT r, first_seen,
+                       {{stages:Array(String)}} AS stages, {{slas:Array(Int64)}} AS slas,
                        arrayFilter(t -> mapContains(r, t), {{terminal:Array(String)}}) AS hit,
                        notEmpty(hit) AS done,
-                       if(done, arrayMin(arrayMap(t -> r[t], hit)), first_seen) AS done_at
+                       if(done, arrayMin(arrayMap(t -> r[t], hit)), first_seen) AS done_at,
+                       arrayLastIndex(s -> mapContains(r, s), stages) AS last,
+                       NOT done AND last BETWEEN 1 AND length(stages) - 1
+                           AND dateDiff('millisecond', r[stages[last]], {_AT}) > 1000 * slas[last + 1] AS stuck
                 FROM ({_orders(self.schema.table("order_state"))}))
             """,
-            self._params(
-                workflow,
-                at,
-                terminal=sorted(workflow.terminal_stages),
-                deadline_ms=int(workflow.completion_deadline.total_seconds() * 1000),
+            self._stuck_params(
+                workflow, at, deadline_ms=int(workflow.completion_deadline.total_seconds() * 1000)
             ),
         )
-        return Completion(*(int(x) for x in row))
+        funnel_keys, funnel_counts = row[0]
+        stuck_keys, stuck_counts = row[5]
+        return Summary(
+            funnel={str(k): int(n) for k, n in zip(funnel_keys, funnel_counts, strict=True)},
+            completion=Completion(*(int(x) for x in row[1:5])),
+            stuck_by_stage={str(k): int(n) for k, n in zip(stuck_keys, stuck_counts, strict=True)},
+        )
 
     def _stuck_sql(self, workflow: Workflow) -> str:
         return f"""
@@ -111,14 +110,6 @@ class OrderFigures:
             terminal=sorted(workflow.terminal_stages),
             **extra,
         )
-
-    def stuck_by_stage(self, workflow: Workflow, at: datetime) -> dict[str, int]:
-        """Orders stuck, by the stage they wait for (past its SLA since the previous stage)."""
-        rows = self.store.rows(
-            f"SELECT waiting_for, count() FROM ({self._stuck_sql(workflow)}) GROUP BY waiting_for",
-            self._stuck_params(workflow, at),
-        )
-        return {stage: int(n) for stage, n in rows}
 
     def stuck_orders(
         self, workflow: Workflow, at: datetime, *, stages: Sequence[str] | None, limit: int, offset: int
@@ -170,8 +161,7 @@ class OrderFigures:
                        arrayMin(arrayFilter(t -> t > ok_at, groupArrayIf(occurred_at, status = 'failed'))) AS opened,
                        dateDiff('second', opened, {_AT}) AS age
                 FROM {events}
-                WHERE correlation_id IN (SELECT correlation_id FROM candidates)
-                  AND (correlation_id, stage) IN (SELECT correlation_id, stage FROM candidates)
+                WHERE (correlation_id, stage) IN (SELECT correlation_id, stage FROM candidates)
                   AND workflow = {{wf:String}} AND occurred_at <= {_AT}
                 GROUP BY correlation_id, stage
                 HAVING failed_at > ok_at)

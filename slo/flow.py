@@ -30,11 +30,9 @@ SYNC_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
 class FlowFigures(Protocol):
     """What flow health reads; :class:`flowsight.collector.order_figures.OrderFigures` implements it."""
 
-    def funnel(self, workflow: Workflow, at: datetime) -> dict[str, int]: ...
-
-    def completion(self, workflow: Workflow, at: datetime) -> Any: ...
-
-    def stuck_by_stage(self, workflow: Workflow, at: datetime) -> dict[str, int]: ...
+    def summary(self, workflow: Workflow, at: datetime) -> Any:
+        """An object with ``funnel``, ``completion`` (in_flight, completed, due, on_time) and
+        ``stuck_by_stage``."""
 
     def open_exceptions(self, workflow: Workflow, at: datetime) -> list[tuple[str, int, int, int, int]]: ...
 
@@ -69,14 +67,13 @@ class FlowHealth:
         exceptions_by_stage: dict[str, dict[str, int]] = {}
         sync_lag: dict[str, dict[str, Any]] = {}
         for workflow in catalog:
-            completion = self.figures.completion(workflow, at)
-            stuck = self.figures.stuck_by_stage(workflow, at)
+            summary = self.figures.summary(workflow, at)
+            completion, stuck, funnel = summary.completion, summary.stuck_by_stage, summary.funnel
             by_system: dict[str, int] = {}
             for stage, count in stuck.items():
                 owner = workflow.stage(stage)
                 key = owner.owner if owner else "unknown"
                 by_system[key] = by_system.get(key, 0) + count
-            funnel = self.figures.funnel(workflow, at)
             workflows[workflow.name] = {
                 "in_flight": completion.in_flight,
                 "completed": completion.completed,
