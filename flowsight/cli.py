@@ -71,9 +71,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from flowsight.slo.loading import check_slo_file
+    from flowsight.workflows import DEFAULT_WORKFLOWS
+
+    # SLO files are checked against the built-in workflows (check-config takes no workflows
+    # file to pair them with).
+    checkers = {"slos": lambda p: check_slo_file(p, DEFAULT_WORKFLOWS)}
     failed = 0
     for path in args.paths:
-        kind, issues = check_file(Path(path))
+        kind, issues = check_file(Path(path), checkers)
         if issues:
             failed += 1
             for issue in issues:

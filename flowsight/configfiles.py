@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,28 +337,42 @@ def _check_settings_doc(doc: _Document) -> None:
 # -- check-config ---------------------------------------------------------------------------
 
 
-def detect_kind(data: Any) -> str:
-    """What a config file holds, from its top-level keys: workflows, topology or settings."""
+Checker = Callable[[Path], list[ConfigIssue]]
+"""Validates one file of a kind the core does not know (registered by the composition root)."""
+
+
+def detect_kind(data: Any, extra_kinds: Iterable[str] = ()) -> str:
+    """What a config file holds, from its top-level keys: workflows, topology, one of
+    ``extra_kinds`` (such as slos), or settings."""
     if isinstance(data, dict):
         if "workflows" in data:
             return "workflows"
         if "systems" in data:
             return "topology"
+        for kind in extra_kinds:
+            if kind in data:
+                return kind
     return "settings"
 
 
-def check_file(path: Path) -> tuple[str, list[ConfigIssue]]:
-    """Validate one file of any kind; returns its kind and every problem found."""
+def check_file(path: Path, checkers: Mapping[str, Checker] | None = None) -> tuple[str, list[ConfigIssue]]:
+    """Validate one file of any kind; returns its kind and every problem found.
+
+    ``checkers`` validate kinds owned by other packages, keyed by their top-level key.
+    """
+    checkers = checkers or {}
     try:
         doc = _read(path)
     except ConfigurationError as exc:
         return "unknown", exc.issues
-    kind = detect_kind(doc.data)
+    kind = detect_kind(doc.data, checkers)
     try:
         if kind == "workflows":
             _load_workflows_doc(doc)
         elif kind == "topology":
             _load_topology_doc(doc)
+        elif kind in checkers:
+            return kind, checkers[kind](path)
         else:
             _check_settings_doc(doc)
     except ConfigurationError as exc:
