@@ -204,3 +204,122 @@ class OrderFigures:
             {"at": as_utc(at).replace(tzinfo=None), "window": window_s},
         )
         return {str(s): (as_utc(last), float(p95), int(n)) for s, last, p95, n in rows}
+
+
+def _window_aggregates(moment: str, good: str, windows: Sequence[int]) -> str:
+    """``countIf`` pairs (good, total) for each window: outcomes decided in ``(at - w, at]``."""
+    parts = []
+    for i in range(len(windows)):
+        inside = f"{moment} > {_AT} - toIntervalSecond({{w{i}:UInt32}}) AND {moment} <= {_AT}"
+        parts.append(f"countIf({inside} AND {good}), countIf({inside})")
+    return ",\n                   ".join(parts)
+
+
+class SliCounts:
+    """Good and total events of order-based SLIs per window, computed inside ClickHouse.
+
+    An order counts once its outcome is decided: when it succeeds, or when its deadline (or
+    threshold) passes without success. Orders not yet decided count as neither good nor bad.
+    """
+
+    def __init__(self, store: Store, schema: Schema):
+        self.store = store
+        self.schema = schema
+
+    def _run(
+        self,
+        inner: str,
+        moment: str,
+        good: str,
+        windows: Sequence[int],
+        params: dict[str, Any],
+        group_by_channel: bool,
+    ) -> dict[str, list[tuple[int, int]]]:
+        group = "channel" if group_by_channel else "''"
+        sql = f"""
+            SELECT {group} AS grp,
+                   {_window_aggregates(moment, good, windows)}
+            FROM ({inner})
+            GROUP BY grp
+            ORDER BY grp"""
+        params = {**params, **{f"w{i}": int(w) for i, w in enumerate(windows)}}
+        out: dict[str, list[tuple[int, int]]] = {}
+        for row in self.store.rows(sql, params):
+            counts = [int(x) for x in row[1:]]
+            out[str(row[0])] = [(counts[2 * i], counts[2 * i + 1]) for i in range(len(windows))]
+        return out
+
+    def completion(
+        self, workflow: Workflow, at: datetime, windows: Sequence[int], *, group_by_channel: bool
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Orders completed within the deadline (good) among those decided, per window."""
+        inner = f"""
+            SELECT channel, first_seen + toIntervalMillisecond({{deadline_ms:Int64}}) AS deadline_at,
+                   arrayFilter(t -> mapContains(r, t), {{terminal:Array(String)}}) AS hit,
+                   notEmpty(hit) AS done,
+                   if(done, arrayMin(arrayMap(t -> r[t], hit)), deadline_at) AS done_at,
+                   done AND done_at <= deadline_at AS good,
+                   if(good, done_at, deadline_at) AS decided_at
+            FROM ({_orders(self.schema.table("order_state"))})"""
+        params = {
+            "wf": workflow.name,
+            "at": as_utc(at).replace(tzinfo=None),
+            "terminal": sorted(workflow.terminal_stages),
+            "deadline_ms": int(workflow.completion_deadline.total_seconds() * 1000),
+        }
+        return self._run(inner, "decided_at", "good", windows, params, group_by_channel)
+
+    def stage_latency(
+        self,
+        workflow: Workflow,
+        from_stage: str,
+        to_stage: str,
+        threshold_s: float,
+        at: datetime,
+        windows: Sequence[int],
+        *,
+        group_by_channel: bool,
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Orders reaching ``to_stage`` within the threshold of ``from_stage`` (good), per window."""
+        inner = f"""
+            SELECT channel, r[{{a:String}}] + toIntervalMillisecond({{threshold_ms:Int64}}) AS limit_at,
+                   mapContains(r, {{b:String}}) AND r[{{b:String}}] <= limit_at AS good,
+                   if(good, r[{{b:String}}], limit_at) AS decided_at
+            FROM ({_orders(self.schema.table("order_state"))})
+            WHERE mapContains(r, {{a:String}})"""
+        params = {
+            "wf": workflow.name,
+            "at": as_utc(at).replace(tzinfo=None),
+            "a": from_stage,
+            "b": to_stage,
+            "threshold_ms": int(threshold_s * 1000),
+        }
+        return self._run(inner, "decided_at", "good", windows, params, group_by_channel)
+
+    def span_errors(
+        self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by_service: bool
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Spans not ending in error (good) among all spans, per window, from ``otel_traces``."""
+        group = "ServiceName" if group_by_service else "''"
+        longest = max(windows)
+        where = "AND ServiceName IN {services:Array(String)}" if services else ""
+        parts = []
+        for i in range(len(windows)):
+            inside = f"Timestamp > {_AT} - toIntervalSecond({{w{i}:UInt32}})"
+            parts.append(f"countIf({inside} AND StatusCode != 'Error'), countIf({inside})")
+        sql = f"""
+            SELECT {group} AS grp, {", ".join(parts)}
+            FROM {self.schema.table("otel_traces")}
+            WHERE Timestamp <= {_AT} AND Timestamp > {_AT} - toIntervalSecond({{longest:UInt32}}) {where}
+            GROUP BY grp ORDER BY grp"""
+        params: dict[str, Any] = {
+            "at": as_utc(at).replace(tzinfo=None),
+            "longest": int(longest),
+            "services": list(services or []),
+            **{f"w{i}": int(w) for i, w in enumerate(windows)},
+        }
+        out: dict[str, list[tuple[int, int]]] = {}
+        for row in self.store.rows(sql, params):
+            counts = [int(x) for x in row[1:]]
+            out[str(row[0])] = [(counts[2 * i], counts[2 * i + 1]) for i in range(len(windows))]
+        return out

@@ -20,7 +20,7 @@ from flowsight.collector.api import router as collector_router
 from flowsight.collector.dead_letters import DeadLetterStore
 from flowsight.collector.ingest import EventIngestor
 from flowsight.collector.metrics import CollectorHealth
-from flowsight.collector.order_figures import OrderFigures
+from flowsight.collector.order_figures import OrderFigures, SliCounts
 from flowsight.collector.otlp_api import router as otlp_router
 from flowsight.collector.otlp_ingest import OtlpIngestor
 from flowsight.collector.spool import Spool
@@ -31,6 +31,9 @@ from flowsight.ddl import Schema
 from flowsight.migrations import Migration
 from flowsight.settings import Settings
 from flowsight.slo.api import router as slo_router
+from flowsight.slo.engine import SloEngine
+from flowsight.slo.loading import DEFAULT_SLOS, load_slos
+from flowsight.slo.model import SloCatalog
 from flowsight.store import Store
 from flowsight.topology import DEFAULT_TOPOLOGY, Topology
 from flowsight.workflows import DEFAULT_WORKFLOWS, WorkflowCatalog
@@ -62,6 +65,7 @@ class Services:
     schema: Schema
     catalog: WorkflowCatalog
     topology: Topology
+    slos: SloCatalog
     writer: EventWriter
     ingestor: EventIngestor
     otlp: OtlpIngestor
@@ -109,6 +113,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
         schema=schema,
         catalog=catalog,
         topology=topology,
+        slos=load_slos(settings.slos_file, catalog) if settings.slos_file else DEFAULT_SLOS,
         writer=writer,
         ingestor=EventIngestor(
             writer,
@@ -172,7 +177,13 @@ def create_app(services: Services) -> FastAPI:
     )
 
     app.include_router(
-        slo_router(OrderFigures(services.store, services.schema), lambda: services.catalog, services.clock)
+        slo_router(
+            OrderFigures(services.store, services.schema),
+            lambda: services.catalog,
+            services.clock,
+            SloEngine(SliCounts(services.store, services.schema)),
+            lambda: services.slos,
+        )
     )
 
     @app.get("/healthz", tags=["health"], summary="The process is up")

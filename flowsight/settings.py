@@ -132,6 +132,10 @@ class Settings(BaseSettings):
         description="YAML file of systems and their dependencies; default: the built-in retail "
         "topology. Env FLOWSIGHT_TOPOLOGY_FILE.",
     )
+    slos_file: Path | None = Field(
+        None,
+        description="YAML file of SLOs; default: the built-in retail SLOs. Env FLOWSIGHT_SLOS_FILE.",
+    )
     # -- self-observability -------------------------------------------------------------------
     self_tracing: bool = Field(
         False,

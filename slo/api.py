@@ -9,7 +9,9 @@ from fastapi import APIRouter, Query, Response
 
 from flowsight.collector.api import error_response, json_response
 from flowsight.collector.order_figures import OrderFigures
+from flowsight.slo.engine import SloEngine
 from flowsight.slo.flow import FlowHealth
+from flowsight.slo.model import SloCatalog
 from flowsight.timefmt import iso_utc
 from flowsight.workflows import WorkflowCatalog
 
@@ -27,10 +29,31 @@ def _as_of(at: str | None, clock: Callable[[], datetime]) -> datetime | Response
 
 
 def router(
-    figures: OrderFigures, catalog: Callable[[], WorkflowCatalog], clock: Callable[[], datetime]
+    figures: OrderFigures,
+    catalog: Callable[[], WorkflowCatalog],
+    clock: Callable[[], datetime],
+    engine: SloEngine,
+    slos: Callable[[], SloCatalog],
 ) -> APIRouter:
     api = APIRouter(tags=["flow"])
     health = FlowHealth(figures)
+
+    @api.get("/api/slos", summary="Every SLO: SLI, good, total, error budget remaining, burn rates, status")
+    def get_slos(at: str | None = Query(None, description="Evaluate as of this time (RFC 3339)")) -> Response:
+        when = _as_of(at, clock)
+        if isinstance(when, Response):
+            return when
+        return json_response(engine.evaluate(slos(), catalog(), when))
+
+    @api.get("/api/slos/{name}", summary="One SLO, with a series per group")
+    def get_slo(name: str, at: str | None = Query(None)) -> Response:
+        slo = slos().get(name)
+        if slo is None:
+            return error_response(404, f"no SLO named {name!r} (configured: {', '.join(slos().names())})")
+        when = _as_of(at, clock)
+        if isinstance(when, Response):
+            return when
+        return json_response(engine.evaluate_one(slo, catalog(), when))
 
     @api.get("/api/flow/health", summary="Order-flow health per workflow, exceptions, sync lag, ingest lag")
     def flow_health(

@@ -1,0 +1,222 @@
+"""SLO evaluation: good and total events per window, error budget remaining and burn rates.
+
+Counting happens inside ClickHouse (:class:`SloSource`); this module turns the counts into the
+figures: SLI = good / total over the SLO window, error budget = 1 - objective, budget remaining
+= 1 - (bad / total) / budget, burn rate over a window = (bad / total) / budget. A series with
+fewer than ``min_events`` in its window is ``insufficient_data`` and cannot page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from flowsight.slo.model import (
+    CALENDAR_MONTH,
+    CompletionSli,
+    Slo,
+    SloCatalog,
+    SpanErrorRatioSli,
+    StageLatencySli,
+    Window,
+)
+from flowsight.timefmt import iso_utc
+from flowsight.workflows import WorkflowCatalog
+
+Counts = dict[str, list[tuple[int, int]]]
+"""Per group (``''`` when ungrouped): ``(good, total)`` for each requested window."""
+
+
+class SloSource(Protocol):
+    """Where the engine gets its counts; ClickHouse-backed by :class:`flowsight.collector.order_figures.SliCounts`."""
+
+    def completion(
+        self, workflow: Any, at: datetime, windows: Sequence[int], *, group_by_channel: bool
+    ) -> Counts: ...
+
+    def stage_latency(
+        self,
+        workflow: Any,
+        from_stage: str,
+        to_stage: str,
+        threshold_s: float,
+        at: datetime,
+        windows: Sequence[int],
+        *,
+        group_by_channel: bool,
+    ) -> Counts: ...
+
+    def span_errors(
+        self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by_service: bool
+    ) -> Counts: ...
+
+
+def window_seconds(window: Window, at: datetime) -> int:
+    """The SLO window as seconds ending at ``at`` (a calendar month: since its first day)."""
+    if window is CALENDAR_MONTH:
+        start = at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return max(1, int((at - start).total_seconds()))
+    assert isinstance(window, timedelta)
+    return int(window.total_seconds())
+
+
+def _label(seconds: int) -> str:
+    """``28d``, ``5h36m``, ``4m40s``: the window as Prometheus writes durations (no weeks)."""
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out or "0s"
+
+
+class Unsupported(Exception):
+    """This SLO cannot be evaluated (yet); ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SloEngine:
+    """Evaluates every SLO of a catalog at an instant."""
+
+    def __init__(self, source: SloSource):
+        self.source = source
+
+    def _counts(self, slo: Slo, workflows: WorkflowCatalog, at: datetime, windows: list[int]) -> Counts:
+        sli = slo.sli
+        groups = set(slo.group_by)
+        if isinstance(sli, CompletionSli | StageLatencySli):
+            if groups - {"channel"}:
+                raise Unsupported(
+                    f"group_by {sorted(groups - {'channel'})} is not evaluated for order SLIs yet"
+                )
+            workflow = workflows.get(sli.workflow)
+            if workflow is None:
+                raise Unsupported(f"workflow {sli.workflow!r} is not configured")
+            if isinstance(sli, CompletionSli):
+                return self.source.completion(workflow, at, windows, group_by_channel="channel" in groups)
+            return self.source.stage_latency(
+                workflow,
+                sli.from_stage,
+                sli.to_stage,
+                sli.threshold.total_seconds(),
+                at,
+                windows,
+                group_by_channel="channel" in groups,
+            )
+        if isinstance(sli, SpanErrorRatioSli):
+            if groups - {"system"}:
+                raise Unsupported(
+                    f"group_by {sorted(groups - {'system'})} is not evaluated for span SLIs yet"
+                )
+            return self.source.span_errors(sli.services, at, windows, group_by_service="system" in groups)
+        raise Unsupported(f"SLI kind {sli.kind!r} is not evaluated yet")
+
+    def evaluate(self, slos: SloCatalog, workflows: WorkflowCatalog, at: datetime) -> list[dict[str, Any]]:
+        return [self.evaluate_one(slo, workflows, at) for slo in slos]
+
+    def evaluate_one(self, slo: Slo, workflows: WorkflowCatalog, at: datetime) -> dict[str, Any]:
+        rows = slo.burn_windows
+        windows = [window_seconds(slo.window, at)]
+        for row in rows:
+            for w in (int(row.long.total_seconds()), int(row.short.total_seconds())):
+                if w not in windows:
+                    windows.append(w)
+        base: dict[str, Any] = {
+            "name": slo.name,
+            "description": slo.description,
+            "objective": slo.objective,
+            "sli": {"kind": slo.sli.kind},
+            "window": "calendar_month" if slo.window is CALENDAR_MONTH else _label(windows[0]),
+            "group_by": list(slo.group_by),
+            "evaluated_at": iso_utc(at),
+        }
+        try:
+            counts = self._counts(slo, workflows, at, windows)
+        except Unsupported as exc:
+            return {
+                **base,
+                "status": "not_evaluated",
+                "reason": exc.reason,
+                "series": [],
+                "good": None,
+                "total": None,
+                "error_budget_remaining": None,
+                "burn_rates": {},
+            }
+        series = [self._series(slo, group, per_window, windows) for group, per_window in counts.items()]
+        if not series:
+            series = [self._series(slo, "", [(0, 0)] * len(windows), windows)]
+        total_good = sum(s["good"] for s in series)
+        total = sum(s["total"] for s in series)
+        overall = (
+            self._series(
+                slo,
+                "",
+                [
+                    (sum(c[i][0] for c in counts.values()), sum(c[i][1] for c in counts.values()))
+                    for i in range(len(windows))
+                ],
+                windows,
+            )
+            if counts
+            else series[0]
+        )
+        return {
+            **base,
+            "good": total_good,
+            "total": total,
+            "sli_value": overall["sli_value"],
+            "error_budget_remaining": overall["error_budget_remaining"],
+            "burn_rates": overall["burn_rates"],
+            "status": _worst([s["status"] for s in series]),
+            "series": series if slo.group_by else [],
+        }
+
+    def _series(
+        self, slo: Slo, group: str, per_window: list[tuple[int, int]], windows: list[int]
+    ) -> dict[str, Any]:
+        budget = 1 - slo.objective
+        good, total = per_window[0]
+        bad_ratio = (total - good) / total if total else 0.0
+        burn = {
+            _label(w): ((t - g) / t) / budget if t else 0.0
+            for w, (g, t) in zip(windows, per_window, strict=True)
+        }
+        if total < slo.min_events:
+            status = "insufficient_data"
+        elif 1 - bad_ratio / budget <= 0:
+            status = "exhausted"
+        elif any(
+            burn[_label(int(r.long.total_seconds()))] >= r.burn_rate
+            and burn[_label(int(r.short.total_seconds()))] >= r.burn_rate
+            and per_window[windows.index(int(r.long.total_seconds()))][1] >= slo.min_events
+            for r in slo.burn_windows
+            if r.severity == "page"
+        ):
+            status = "burning"
+        else:
+            status = "ok"
+        return {
+            "group": _group(slo, group),
+            "good": good,
+            "total": total,
+            "sli_value": good / total if total else None,
+            "error_budget_remaining": 1 - bad_ratio / budget if total else None,
+            "burn_rates": burn,
+            "status": status,
+        }
+
+
+def _group(slo: Slo, value: str) -> dict[str, str]:
+    return {key: value for key in slo.group_by} if slo.group_by else {}
+
+
+_SEVERITY = ("not_evaluated", "insufficient_data", "ok", "burning", "exhausted")
+
+
+def _worst(statuses: list[str]) -> str:
+    return max(statuses, key=_SEVERITY.index) if statuses else "insufficient_data"

@@ -1,0 +1,131 @@
+"""SLO evaluation with data of known truth: good and total per window, budget, burn rates.
+
+The orders are those of test_flow_health (see the table there) plus SYNCED, whose ERP order
+follows its creation within 10 minutes. Evaluated at 2026-11-26 12:00 UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from flowsight.collector.order_figures import SliCounts
+from flowsight.slo.engine import SloEngine
+from flowsight.slo.model import CALENDAR_MONTH, CompletionSli, Slo, SpanErrorRatioSli, StageLatencySli
+from tests.test_flow_health import EVENTS, NOW, ev
+
+SYNCED = [
+    ev("SYNCED", "order_created", "2026-11-26T11:00:00Z"),
+    ev("SYNCED", "erp_order_created", "2026-11-26T11:10:00Z"),
+]
+
+
+@pytest.fixture
+def slo_engine(client: TestClient, services: Any, clock: Any) -> SloEngine:
+    clock.now = NOW
+    for batch in (EVENTS[::-1], SYNCED, EVENTS[:5]):  # out of order, with resends
+        response = client.post(
+            "/v1/events", content=orjson.dumps(batch), headers={"content-type": "application/json"}
+        )
+        assert response.json()["rejected"] == 0
+    return SloEngine(SliCounts(services.store, services.schema))
+
+
+def slo(sli: Any, **kw: Any) -> Slo:
+    return Slo(
+        name=kw.pop("name", "s"),
+        objective=kw.pop("objective", 0.99),
+        window=kw.pop("window", timedelta(days=28)),
+        sli=sli,
+        min_events=kw.pop("min_events", 1),
+        **kw,
+    )
+
+
+def test_completion_counts_orders_once_decided(slo_engine: SloEngine, services: Any) -> None:
+    result = slo_engine.evaluate_one(slo(CompletionSli("order_to_cash")), services.catalog, NOW)
+    # Decided: DONE (on time), LATE (at its deadline, 23rd 10:00), OVERDUE (at its deadline,
+    # 25th 09:00). The rest are younger than 72 h and not complete: neither good nor bad.
+    assert (result["good"], result["total"]) == (1, 3)
+    assert result["sli_value"] == pytest.approx(1 / 3)
+    assert result["error_budget_remaining"] == pytest.approx(1 - (2 / 3) / 0.01)
+    assert result["status"] == "exhausted"
+    # Nothing was decided in the last 56 minutes (the 1 h page window scaled to 28 days).
+    assert result["burn_rates"]["56m"] == 0.0
+    assert result["burn_rates"]["28d"] == pytest.approx((2 / 3) / 0.01)
+
+
+def test_stage_latency_counts_good_and_late_syncs_per_window(slo_engine: SloEngine, services: Any) -> None:
+    sync = StageLatencySli("order_to_cash", "order_created", "erp_order_created", timedelta(minutes=15))
+    result = slo_engine.evaluate_one(slo(sync), services.catalog, NOW)
+    # Good: SYNCED (10 min). Bad: DONE, LATE, OVERDUE, STUCK_ERP, FAILING (never synced) and
+    # RECOVERED (36 min). YOUNG (created 11:58) is not decided until 12:13.
+    assert (result["good"], result["total"]) == (1, 7)
+    # The last 5h36m (6 h scaled): STUCK_ERP decided 10:05, FAILING 09:14, RECOVERED 08:14
+    # (bad) and SYNCED 11:10 (good).
+    assert result["burn_rates"]["5h36m"] == pytest.approx((3 / 4) / 0.01)
+    # The last 56 minutes: only SYNCED, good.
+    assert result["burn_rates"]["56m"] == 0.0
+
+
+def test_group_by_channel_gives_one_series_per_channel(slo_engine: SloEngine, services: Any) -> None:
+    result = slo_engine.evaluate_one(
+        slo(CompletionSli("order_to_cash"), group_by=("channel",)), services.catalog, NOW
+    )
+    assert [(s["group"], s["good"], s["total"]) for s in result["series"]] == [({"channel": "web"}, 1, 3)]
+
+
+def test_low_traffic_cannot_page(slo_engine: SloEngine, services: Any) -> None:
+    result = slo_engine.evaluate_one(
+        slo(CompletionSli("order_to_cash"), min_events=20), services.catalog, NOW
+    )
+    assert result["status"] == "insufficient_data"
+
+
+def test_as_of_an_earlier_time_uses_only_what_had_occurred(slo_engine: SloEngine, services: Any) -> None:
+    sync = StageLatencySli("order_to_cash", "order_created", "erp_order_created", timedelta(minutes=15))
+    earlier = NOW - timedelta(hours=3)  # 09:00: STUCK_ERP did not exist, FAILING not yet decided
+    result = slo_engine.evaluate_one(slo(sync), services.catalog, earlier)
+    assert (result["good"], result["total"]) == (0, 4)  # DONE, LATE, OVERDUE, RECOVERED: all bad
+
+
+def test_calendar_month_window_starts_on_the_first(slo_engine: SloEngine, services: Any) -> None:
+    result = slo_engine.evaluate_one(
+        slo(CompletionSli("order_to_cash"), window=CALENDAR_MONTH), services.catalog, NOW
+    )
+    assert result["window"] == "calendar_month"
+    assert (result["good"], result["total"]) == (1, 3)
+
+
+def test_span_error_ratio_per_service(client: TestClient, slo_engine: SloEngine, services: Any) -> None:
+    from tests.test_otlp_protocol import json_request, span
+
+    spans = [span(f"{i:016x}", f"op{i}", **({"status": {"code": 1}} if i % 4 else {})) for i in range(1, 9)]
+    for item in spans:
+        item["startTimeUnixNano"] = str(int(NOW.timestamp() - 600) * 10**9)
+        item["endTimeUnixNano"] = str(int(NOW.timestamp() - 599) * 10**9)
+    assert (
+        client.post(
+            "/v1/traces", content=json_request(spans), headers={"content-type": "application/json"}
+        ).status_code
+        == 200
+    )
+    result = slo_engine.evaluate_one(slo(SpanErrorRatioSli(), group_by=("system",)), services.catalog, NOW)
+    # Spans 4 and 8 keep the error status of the template; the other six are ok.
+    assert [(s["group"], s["good"], s["total"]) for s in result["series"]] == [({"system": "erp"}, 6, 8)]
+    assert result["burn_rates"]["56m"] == pytest.approx((2 / 8) / 0.01)
+
+
+def test_api_lists_every_default_slo(slo_engine: SloEngine, client: TestClient) -> None:
+    body = client.get("/api/slos").json()
+    names = {s["name"]: s for s in body}
+    assert {"order_completion", "erp_sync_lag"} <= set(names)
+    assert names["erp_sync_lag"]["total"] == 7
+    assert {s["status"] for s in body} <= {"ok", "burning", "exhausted", "insufficient_data", "not_evaluated"}
+    one = client.get("/api/slos/erp_sync_lag").json()
+    assert one["name"] == "erp_sync_lag"
+    assert client.get("/api/slos/nope").status_code == 404
