@@ -30,17 +30,20 @@ from flowsight.configfiles import load_topology, load_workflows
 from flowsight.ddl import Schema
 from flowsight.migrations import Migration
 from flowsight.settings import Settings
+from flowsight.slo import schema as slo_schema
 from flowsight.slo.api import router as slo_router
 from flowsight.slo.engine import SloEngine
+from flowsight.slo.evaluator import Evaluator
 from flowsight.slo.loading import DEFAULT_SLOS, load_slos
 from flowsight.slo.model import SloCatalog
+from flowsight.slo.snapshots import SnapshotStore
 from flowsight.store import Store
 from flowsight.topology import DEFAULT_TOPOLOGY, Topology
 from flowsight.workflows import DEFAULT_WORKFLOWS, WorkflowCatalog
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: list[Migration] = [*collector_schema.MIGRATIONS]
+MIGRATIONS: list[Migration] = [*collector_schema.MIGRATIONS, *slo_schema.MIGRATIONS]
 """Every package's migrations, in the order they apply."""
 
 
@@ -69,19 +72,38 @@ class Services:
     writer: EventWriter
     ingestor: EventIngestor
     otlp: OtlpIngestor
+    evaluator: Evaluator
     timelines: TimelineReader
     dead_letters: DeadLetterStore
     clock: Clock
     owns_store: bool = True
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _scheduler: Any = None
 
     def start(self) -> None:
         migrations.migrate(self.store, self.schema, MIGRATIONS)
         self.writer.load_seen()
         self.writer.repair_state()
         self.writer.start()
+        interval = self.settings.evaluation_interval_seconds
+        if interval > 0:
+            from apscheduler.schedulers.background import BackgroundScheduler
+
+            self._scheduler = BackgroundScheduler(timezone="UTC")
+            self._scheduler.add_job(
+                self.evaluator.run_scheduled,
+                "interval",
+                seconds=interval,
+                id="evaluate",
+                max_instances=1,
+                coalesce=True,
+            )
+            self._scheduler.start()
 
     def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
         self.writer.stop()
         if self.owns_store:
             self.store.close()
@@ -123,6 +145,13 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
             max_events=settings.max_events_per_request,
         ),
         otlp=OtlpIngestor(writer, lambda: services.catalog, clock, settings.correlation_keys),
+        evaluator=Evaluator(
+            SloEngine(SliCounts(store, schema)),
+            SnapshotStore(store, schema),
+            lambda: services.slos,
+            lambda: services.catalog,
+            clock,
+        ),
         timelines=TimelineReader(store, schema),
         dead_letters=dead,
         clock=clock,
@@ -181,8 +210,9 @@ def create_app(services: Services) -> FastAPI:
             OrderFigures(services.store, services.schema),
             lambda: services.catalog,
             services.clock,
-            SloEngine(SliCounts(services.store, services.schema)),
+            services.evaluator.engine,
             lambda: services.slos,
+            services.evaluator,
         )
     )
 

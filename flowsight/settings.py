@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="YAML file of systems and their dependencies; default: the built-in retail "
         "topology. Env FLOWSIGHT_TOPOLOGY_FILE.",
     )
+    evaluation_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds between scheduled SLO evaluations (each stored as a snapshot); 0 turns "
+        "the schedule off. Default 60 s. Env FLOWSIGHT_EVALUATION_INTERVAL_SECONDS.",
+    )
     slos_file: Path | None = Field(
         None,
         description="YAML file of SLOs; default: the built-in retail SLOs. Env FLOWSIGHT_SLOS_FILE.",

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from flowsight.collector.api import error_response, json_response
 from flowsight.collector.order_figures import OrderFigures
 from flowsight.slo.engine import SloEngine
+from flowsight.slo.evaluator import Evaluator
 from flowsight.slo.flow import FlowHealth
 from flowsight.slo.model import SloCatalog
 from flowsight.timefmt import iso_utc
@@ -34,6 +35,7 @@ def router(
     clock: Callable[[], datetime],
     engine: SloEngine,
     slos: Callable[[], SloCatalog],
+    evaluator: Evaluator,
 ) -> APIRouter:
     api = APIRouter(tags=["flow"])
     health = FlowHealth(figures)
@@ -53,7 +55,18 @@ def router(
         when = _as_of(at, clock)
         if isinstance(when, Response):
             return when
-        return json_response(engine.evaluate_one(slo, catalog(), when))
+        result = engine.evaluate_one(slo, catalog(), when)
+        result["history"] = evaluator.snapshots.history(name)
+        return json_response(result)
+
+    @api.post("/api/evaluate", summary="Evaluate every SLO now (or as of `at`) and store the snapshot")
+    def post_evaluate(
+        at: str | None = Query(None, description="Evaluate as of this time (RFC 3339)"),
+    ) -> Response:
+        when = _as_of(at, clock)
+        if isinstance(when, Response):
+            return when
+        return json_response(evaluator.evaluate(when))
 
     @api.get("/api/flow/health", summary="Order-flow health per workflow, exceptions, sync lag, ingest lag")
     def flow_health(

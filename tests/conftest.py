@@ -39,6 +39,7 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path,
         database=f"t_{uuid.uuid4().hex[:12]}",
         spool_retry_seconds=0.05,
+        evaluation_interval_seconds=0,  # tests evaluate explicitly; test_snapshots covers the schedule
     )
 
 

@@ -179,3 +179,22 @@ AS SELECT
 FROM flowsight.otel_traces_local
 WHERE CorrelationId != '';
 
+CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots_local ON CLUSTER retail
+(
+    evaluated_at DateTime64(3, 'UTC'),
+    slo LowCardinality(String),
+    series String,
+    good UInt64,
+    total UInt64,
+    sli Nullable(Float64),
+    error_budget_remaining Nullable(Float64),
+    burn_rates Map(String, Float64),
+    status LowCardinality(String)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowsight/slo_snapshots_local', '{replica}')
+PARTITION BY toYYYYMM(evaluated_at)
+ORDER BY (slo, series, evaluated_at);
+
+CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots ON CLUSTER retail AS flowsight.slo_snapshots_local
+ENGINE = Distributed(retail, flowsight, slo_snapshots_local, cityHash64(slo));
+

@@ -155,3 +155,19 @@ AS SELECT
 FROM flowsight.otel_traces
 WHERE CorrelationId != '';
 
+CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots
+(
+    evaluated_at DateTime64(3, 'UTC'),
+    slo LowCardinality(String),
+    series String,
+    good UInt64,
+    total UInt64,
+    sli Nullable(Float64),
+    error_budget_remaining Nullable(Float64),
+    burn_rates Map(String, Float64),
+    status LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(evaluated_at)
+ORDER BY (slo, series, evaluated_at);
+
