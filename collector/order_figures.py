@@ -296,6 +296,25 @@ class SliCounts:
         }
         return self._run(inner, "decided_at", "good", windows, params, group_by_channel)
 
+    def exception_age(
+        self, workflow: Workflow | None, threshold_s: float, at: datetime, windows: Sequence[int]
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Exceptions resolved within the threshold (good), decided when resolved or when the
+        threshold passes while open, per window. ``workflow`` None means every workflow."""
+        inner = f"""
+            SELECT '' AS channel,
+                   opened + toIntervalMillisecond({{threshold_ms:Int64}}) AS limit_at,
+                   resolved IS NOT NULL AND resolved <= limit_at AS good,
+                   if(good, assumeNotNull(resolved), limit_at) AS decided_at
+            FROM ({exception_sql(self.schema.table("events"), self.schema.table("order_state"))})"""
+        params = {
+            "wf": workflow.name if workflow else "",
+            "all": 0 if workflow else 1,
+            "at": as_utc(at).replace(tzinfo=None),
+            "threshold_ms": int(threshold_s * 1000),
+        }
+        return self._run(inner, "decided_at", "good", windows, params, False)
+
     def span_errors(
         self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by_service: bool
     ) -> dict[str, list[tuple[int, int]]]:
@@ -323,3 +342,26 @@ class SliCounts:
             counts = [int(x) for x in row[1:]]
             out[str(row[0])] = [(counts[2 * i], counts[2 * i + 1]) for i in range(len(windows))]
         return out
+
+
+def exception_sql(events: str, state: str) -> str:
+    """Every exception of ``{wf}`` (or of every workflow when ``{all:UInt8}``) as of ``{at}``:
+    ``opened``, ``resolved`` (or NULL), one row each, per the contract: a failure opens one on
+    its stage unless one is open, the next ok resolves it."""
+    return f"""
+        SELECT workflow, correlation_id, stage, ts[i] AS opened,
+               if(k > 0, ts[k], NULL) AS resolved
+        FROM (
+            SELECT workflow, correlation_id, stage,
+                   arraySort(x -> x.1, groupArray((occurred_at, status = 'failed'))) AS ev,
+                   arrayMap(x -> x.1, ev) AS ts, arrayMap(x -> x.2, ev) AS failed,
+                   arrayFilter(i -> failed[i] AND (i = 1 OR NOT failed[i - 1]), arrayEnumerate(ts)) AS opens
+            FROM {events}
+            WHERE (correlation_id, stage) IN (
+                    SELECT correlation_id, stage FROM {state} FINAL
+                    ARRAY JOIN mapKeys(first_failed) AS stage
+                    WHERE ({{all:UInt8}} OR workflow = {{wf:String}}) AND first_failed[stage] <= {_AT})
+              AND ({{all:UInt8}} OR workflow = {{wf:String}}) AND occurred_at <= {_AT}
+            GROUP BY workflow, correlation_id, stage)
+        ARRAY JOIN opens AS i,
+             arrayMap(o -> arrayFirstIndex(j -> j > o AND NOT failed[j], arrayEnumerate(ts)), opens) AS k"""

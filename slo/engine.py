@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from flowsight.slo.model import (
     CALENDAR_MONTH,
     CompletionSli,
+    ExceptionAgeSli,
     Slo,
     SloCatalog,
     SpanErrorRatioSli,
@@ -49,6 +50,10 @@ class SloSource(Protocol):
 
     def span_errors(
         self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by_service: bool
+    ) -> Counts: ...
+
+    def exception_age(
+        self, workflow: Any, threshold_s: float, at: datetime, windows: Sequence[int]
     ) -> Counts: ...
 
 
@@ -107,6 +112,13 @@ class SloEngine:
                 windows,
                 group_by_channel="channel" in groups,
             )
+        if isinstance(sli, ExceptionAgeSli):
+            if groups:
+                raise Unsupported(f"group_by {sorted(groups)} is not evaluated for exception_age yet")
+            workflow = workflows.get(sli.workflow) if sli.workflow else None
+            if sli.workflow and workflow is None:
+                raise Unsupported(f"workflow {sli.workflow!r} is not configured")
+            return self.source.exception_age(workflow, sli.threshold.total_seconds(), at, windows)
         if isinstance(sli, SpanErrorRatioSli):
             if groups - {"system"}:
                 raise Unsupported(

@@ -129,3 +129,18 @@ def test_api_lists_every_default_slo(slo_engine: SloEngine, client: TestClient) 
     one = client.get("/api/slos/erp_sync_lag").json()
     assert one["name"] == "erp_sync_lag"
     assert client.get("/api/slos/nope").status_code == 404
+
+
+def test_exception_age_counts_exceptions_once_decided(slo_engine: SloEngine, services: Any) -> None:
+    from flowsight.slo.model import ExceptionAgeSli
+
+    result = slo_engine.evaluate_one(slo(ExceptionAgeSli(timedelta(hours=4))), services.catalog, NOW)
+    # FAILING: opened 09:05 (the 09:30 failure joins it), open, 4 h not yet passed: undecided.
+    # RECOVERED: opened 08:00, resolved 08:30 (good); reopened 11:30: undecided.
+    assert (result["good"], result["total"]) == (1, 1)
+    later = slo_engine.evaluate_one(
+        slo(ExceptionAgeSli(timedelta(hours=4))), services.catalog, NOW + timedelta(hours=4)
+    )
+    # By 16:00 FAILING's exception is older than 4 h (bad, decided 13:05); RECOVERED's second is
+    # not (opened 11:30, decided at 15:30: bad too).
+    assert (later["good"], later["total"]) == (1, 3)
