@@ -315,6 +315,56 @@ class SliCounts:
         }
         return self._run(inner, "decided_at", "good", windows, params, False)
 
+    def freshness(
+        self,
+        systems: Sequence[str] | None,
+        threshold_s: float,
+        at: datetime,
+        windows: Sequence[int],
+        *,
+        group_by_system: bool,
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Minutes (good) at whose end a system's newest event was younger than the threshold,
+        among the minutes of the window since the system first reported (total), per window.
+
+        Each event minute covers the ``threshold`` after it; the union of those intervals,
+        cut to the window, is the fresh time. Systems that reported before ``at`` count.
+        """
+        parts = []
+        for i in range(len(windows)):
+            start = f"(at_s - {{w{i}:UInt32}})"
+            fresh = (
+                f"arraySum(arrayMap((t, nxt) -> greatest(0, least(t + thr, nxt, at_s) - greatest(t, {start})), "
+                "ts, arrayPushBack(arrayPopFront(ts), at_s + thr)))"
+            )
+            parts.append(f"sum(intDiv({fresh}, 60)), sum(intDiv(least({{w{i}:UInt32}}, at_s - ts[1]), 60))")
+        group = "system" if group_by_system else "''"
+        where = "AND system IN {systems:Array(String)}" if systems else ""
+        sql = f"""
+            SELECT grp, {", ".join(parts)}
+            FROM (
+                SELECT {group} AS grp, system,
+                       toInt64(toUnixTimestamp({_AT})) AS at_s, toInt64({{thr:UInt32}}) AS thr,
+                       arraySort(groupUniqArray(toInt64(toUnixTimestamp(toStartOfMinute(occurred_at)))))
+                           AS ts
+                FROM {self.schema.table("events")}
+                WHERE occurred_at <= {_AT}
+                  AND occurred_at > {_AT} - toIntervalSecond({{longest:UInt32}} + {{thr:UInt32}}) {where}
+                GROUP BY grp, system)
+            GROUP BY grp ORDER BY grp"""
+        params: dict[str, Any] = {
+            "at": as_utc(at).replace(tzinfo=None),
+            "thr": int(threshold_s),
+            "longest": int(max(windows)),
+            "systems": list(systems or []),
+            **{f"w{i}": int(w) for i, w in enumerate(windows)},
+        }
+        out: dict[str, list[tuple[int, int]]] = {}
+        for row in self.store.rows(sql, params):
+            counts = [int(x) for x in row[1:]]
+            out[str(row[0])] = [(counts[2 * i], counts[2 * i + 1]) for i in range(len(windows))]
+        return out
+
     def span_errors(
         self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by_service: bool
     ) -> dict[str, list[tuple[int, int]]]:

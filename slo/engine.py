@@ -16,6 +16,7 @@ from flowsight.slo.model import (
     CALENDAR_MONTH,
     CompletionSli,
     ExceptionAgeSli,
+    FreshnessSli,
     Slo,
     SloCatalog,
     SpanErrorRatioSli,
@@ -54,6 +55,16 @@ class SloSource(Protocol):
 
     def exception_age(
         self, workflow: Any, threshold_s: float, at: datetime, windows: Sequence[int]
+    ) -> Counts: ...
+
+    def freshness(
+        self,
+        systems: Sequence[str] | None,
+        threshold_s: float,
+        at: datetime,
+        windows: Sequence[int],
+        *,
+        group_by_system: bool,
     ) -> Counts: ...
 
 
@@ -125,6 +136,14 @@ class SloEngine:
                     f"group_by {sorted(groups - {'system'})} is not evaluated for span SLIs yet"
                 )
             return self.source.span_errors(sli.services, at, windows, group_by_service="system" in groups)
+        if isinstance(sli, FreshnessSli):
+            if groups - {"system"}:
+                raise Unsupported(
+                    f"group_by {sorted(groups - {'system'})} is not evaluated for freshness yet"
+                )
+            return self.source.freshness(
+                sli.systems, sli.threshold.total_seconds(), at, windows, group_by_system="system" in groups
+            )
         raise Unsupported(f"SLI kind {sli.kind!r} is not evaluated yet")
 
     def evaluate(self, slos: SloCatalog, workflows: WorkflowCatalog, at: datetime) -> list[dict[str, Any]]:

@@ -144,3 +144,21 @@ def test_exception_age_counts_exceptions_once_decided(slo_engine: SloEngine, ser
     # By 16:00 FAILING's exception is older than 4 h (bad, decided 13:05); RECOVERED's second is
     # not (opened 11:30, decided at 15:30: bad too).
     assert (later["good"], later["total"]) == (1, 3)
+
+
+def test_freshness_counts_the_minutes_a_system_was_fresh(
+    slo_engine: SloEngine, services: Any, client: TestClient
+) -> None:
+    from flowsight.slo.model import FreshnessSli
+
+    # The crm system reports at 10:00 and 11:00 only; with a 10-minute threshold it is fresh
+    # 10:00-10:10 and 11:00-11:10: 20 of the 120 minutes since it first reported, by 12:00.
+    events = [
+        {**ev(f"CRM-{h}", "order_created", f"2026-11-26T{h}:00:00Z"), "system": "crm"} for h in (10, 11)
+    ]
+    client.post("/v1/events", content=orjson.dumps(events), headers={"content-type": "application/json"})
+    fresh = FreshnessSli(timedelta(minutes=10), systems=("crm",))
+    result = slo_engine.evaluate_one(slo(fresh, group_by=("system",)), services.catalog, NOW)
+    assert [(s["group"], s["good"], s["total"]) for s in result["series"]] == [({"system": "crm"}, 20, 120)]
+    # Over the last 56 minutes (from 11:04): fresh 11:04-11:10, 6 of 56 minutes.
+    assert result["burn_rates"]["56m"] == pytest.approx((1 - 6 / 56) / 0.01)
