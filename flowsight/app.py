@@ -34,7 +34,9 @@ from flowsight.slo import schema as slo_schema
 from flowsight.slo.api import router as slo_router
 from flowsight.slo.engine import SloEngine
 from flowsight.slo.evaluator import Evaluator
+from flowsight.slo.flow import FlowHealth
 from flowsight.slo.loading import DEFAULT_SLOS, load_slos
+from flowsight.slo.metrics import EvaluationMetrics
 from flowsight.slo.model import SloCatalog
 from flowsight.slo.snapshots import SnapshotStore
 from flowsight.store import Store
@@ -147,6 +149,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
         otlp=OtlpIngestor(writer, lambda: services.catalog, clock, settings.correlation_keys),
         evaluator=Evaluator(
             SloEngine(SliCounts(store, schema)),
+            FlowHealth(OrderFigures(store, schema)),
             SnapshotStore(store, schema),
             lambda: services.slos,
             lambda: services.catalog,
@@ -158,6 +161,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
         owns_store=owns_store,
     )
     services.registry.register(CollectorHealth(writer))
+    services.registry.register(EvaluationMetrics(services.evaluator))
     return services
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from flowsight.slo.engine import SloEngine
+from flowsight.slo.flow import FlowHealth
 from flowsight.slo.model import SloCatalog
 from flowsight.slo.snapshots import SnapshotStore
 from flowsight.timefmt import iso_utc
@@ -25,12 +26,15 @@ class Evaluator:
     def __init__(
         self,
         engine: SloEngine,
+        flow: FlowHealth,
         snapshots: SnapshotStore,
         slos: Callable[[], SloCatalog],
         workflows: Callable[[], WorkflowCatalog],
         clock: Callable[[], datetime],
     ):
         self.engine = engine
+        self.flow = flow
+        self.last: dict[str, Any] | None = None
         self.snapshots = snapshots
         self.slos = slos
         self.workflows = workflows
@@ -45,10 +49,17 @@ class Evaluator:
             when = at or self.clock()
             started = time.perf_counter()
             results = self.engine.evaluate(self.slos(), self.workflows(), when)
+            flow = self.flow.evaluate(self.workflows(), when)
             self.snapshots.write(when, results)
             self.last_seconds = time.perf_counter() - started
             self.runs += 1
-            return {"evaluated_at": iso_utc(when), "duration_s": self.last_seconds, "slos": results}
+            self.last = {
+                "evaluated_at": iso_utc(when),
+                "duration_s": self.last_seconds,
+                "slos": results,
+                "flow": flow,
+            }
+            return self.last
 
     def run_scheduled(self) -> None:
         """The scheduler's job: evaluate now; a failure is logged and the next run tries again."""

@@ -1,0 +1,49 @@
+"""GET /metrics: SLO and flow-health gauges of the last evaluation, and the collector's counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.test_flow_health import EVENTS, NOW
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_gauges_follow_the_last_evaluation(client: TestClient, clock: Any) -> None:
+    clock.now = NOW
+    client.post("/v1/events", content=orjson.dumps(EVENTS), headers={"content-type": "application/json"})
+    before = samples(client.get("/metrics").text)
+    assert not any(name.startswith("flowsight_slo_") for name, _ in before)
+    client.post("/api/evaluate")
+    after = samples(client.get("/metrics").text)
+    assert after[("flowsight_slo_objective", (("slo", "order_completion"),))] == 0.99
+    assert after[("flowsight_slo_events", (("group", ""), ("slo", "order_completion")))] == 3
+    assert after[("flowsight_slo_good_events", (("group", ""), ("slo", "order_completion")))] == 1
+    assert (
+        "flowsight_slo_burn_rate",
+        (("group", ""), ("slo", "order_completion"), ("window", "56m")),
+    ) in after
+    assert after[("flowsight_flow_in_flight", (("workflow", "order_to_cash"),))] == 5
+    assert (
+        after[
+            (
+                "flowsight_flow_stuck_orders",
+                (("stage", "inventory_reserved"), ("system", "erp"), ("workflow", "order_to_cash")),
+            )
+        ]
+        == 2
+    )
+    assert after[("flowsight_exceptions_open", (("age", "1-4h"),))] == 1
+    assert after[("flowsight_backlog", (("system", "erp"),))] == 2
+    assert after[("flowsight_ingest_events_stored_total", ())] == len(EVENTS)
+    assert after[("flowsight_evaluation_duration_seconds", ())] > 0
