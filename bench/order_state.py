@@ -31,10 +31,12 @@ if str(ROOT) not in sys.path:
 from flowsight import migrations  # noqa: E402
 from flowsight.app import MIGRATIONS  # noqa: E402
 from flowsight.collector.events import EVENT_SCHEMA  # noqa: E402
-from flowsight.collector.order_figures import OrderFigures  # noqa: E402
+from flowsight.collector.order_figures import OrderFigures, SliCounts  # noqa: E402
 from flowsight.collector.writer import INSERT_SETTINGS  # noqa: E402
 from flowsight.ddl import Schema  # noqa: E402
+from flowsight.slo.engine import SloEngine  # noqa: E402
 from flowsight.slo.flow import FlowHealth, lag_pairs  # noqa: E402
+from flowsight.slo.loading import DEFAULT_SLOS  # noqa: E402
 from flowsight.store import Store  # noqa: E402
 from flowsight.workflows import DEFAULT_WORKFLOWS, ORDER_TO_CASH  # noqa: E402
 
@@ -93,7 +95,8 @@ def generate(orders: int, seed: int) -> tuple[pa.Table, int]:
 
 
 def reads(figures: OrderFigures, at: datetime) -> dict[str, Callable[[], Any]]:
-    """The reads timed: the flow-health pieces for order_to_cash, and one whole evaluation."""
+    """The reads timed: the flow-health pieces for order_to_cash, and whole evaluations."""
+    engine = SloEngine(SliCounts(figures.store, figures.schema))
     return {
         "funnel, completion and stuck orders (one pass)": lambda: figures.summary(ORDER_TO_CASH, at),
         "open exceptions with aging": lambda: figures.open_exceptions(ORDER_TO_CASH, at),
@@ -103,6 +106,11 @@ def reads(figures: OrderFigures, at: datetime) -> dict[str, Callable[[], Any]]:
         "whole flow health (both workflows, ingest lag)": lambda: FlowHealth(figures).evaluate(
             DEFAULT_WORKFLOWS, at
         ),
+        "default SLOs (8, every burn window)": lambda: engine.evaluate(DEFAULT_SLOS, DEFAULT_WORKFLOWS, at),
+        "full evaluation (default SLOs and flow health)": lambda: (
+            engine.evaluate(DEFAULT_SLOS, DEFAULT_WORKFLOWS, at),
+            FlowHealth(figures).evaluate(DEFAULT_WORKFLOWS, at),
+        )[1],
     }
 
 
