@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs beyond Python (installed with apt-get when missing).
-# The foundation suite needs none; browser and Alertmanager tests add chromium and
-# prometheus-alertmanager here.
+# Debian packages the test suite needs beyond Python (installed with apt-get when missing):
+# prometheus, which scrapes the service's /metrics in an end-to-end test.
 set -euo pipefail
-packages=()
+packages=(prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -11,5 +10,5 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q "${missing[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
