@@ -215,6 +215,15 @@ def _window_aggregates(moment: str, good: str, windows: Sequence[int]) -> str:
     return ",\n                   ".join(parts)
 
 
+def _per_group(rows: Sequence[Sequence[Any]]) -> dict[str, list[tuple[int, int]]]:
+    """Rows of ``group, good_0, total_0, good_1, total_1, ...`` as ``{group: [(good, total), ...]}``."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for row in rows:
+        counts = [int(x) for x in row[1:]]
+        out[str(row[0])] = list(zip(counts[0::2], counts[1::2], strict=True))
+    return out
+
+
 class SliCounts:
     """Good and total events of order-based SLIs per window, computed inside ClickHouse.
 
@@ -243,11 +252,7 @@ class SliCounts:
             GROUP BY grp
             ORDER BY grp"""
         params = {**params, **{f"w{i}": int(w) for i, w in enumerate(windows)}}
-        out: dict[str, list[tuple[int, int]]] = {}
-        for row in self.store.rows(sql, params):
-            counts = [int(x) for x in row[1:]]
-            out[str(row[0])] = [(counts[2 * i], counts[2 * i + 1]) for i in range(len(windows))]
-        return out
+        return _per_group(self.store.rows(sql, params))
 
     def completion(
         self, workflow: Workflow, at: datetime, windows: Sequence[int], *, group_by_channel: bool
@@ -359,11 +364,7 @@ class SliCounts:
             "systems": list(systems or []),
             **{f"w{i}": int(w) for i, w in enumerate(windows)},
         }
-        out: dict[str, list[tuple[int, int]]] = {}
-        for row in self.store.rows(sql, params):
-            counts = [int(x) for x in row[1:]]
-            out[str(row[0])] = [(counts[2 * i], counts[2 * i + 1]) for i in range(len(windows))]
-        return out
+        return _per_group(self.store.rows(sql, params))
 
     def span_errors(
         self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by_service: bool
@@ -387,11 +388,7 @@ class SliCounts:
             "services": list(services or []),
             **{f"w{i}": int(w) for i, w in enumerate(windows)},
         }
-        out: dict[str, list[tuple[int, int]]] = {}
-        for row in self.store.rows(sql, params):
-            counts = [int(x) for x in row[1:]]
-            out[str(row[0])] = [(counts[2 * i], counts[2 * i + 1]) for i in range(len(windows))]
-        return out
+        return _per_group(self.store.rows(sql, params))
 
 
 def exception_sql(events: str, state: str) -> str:
