@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from flowsight.collector.writer import EventWriter
+from flowsight.collector.writer import INSERT_BUCKETS, EventWriter
 
 
 class CollectorHealth(Collector):
@@ -60,6 +60,19 @@ class CollectorHealth(Collector):
             "flowsight_store_failures",
             "Times ClickHouse could not be reached.",
             value=stats.store_failures,
+        )
+        yield CounterMetricFamily(
+            "flowsight_ingest_rejected", "Rejected input kept as dead letters.", value=stats.dead_letters
+        )
+        cumulative, buckets = 0, []
+        for bound, count in zip(INSERT_BUCKETS, stats.insert_buckets, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+        yield HistogramMetricFamily(
+            "flowsight_ingest_insert_duration_seconds",
+            "Time each commit spent inserting into ClickHouse.",
+            buckets=buckets,
+            sum_value=stats.insert_seconds,
         )
         yield GaugeMetricFamily(
             "flowsight_spool_bytes",

@@ -14,13 +14,14 @@ idempotent), covering a crash between the two parts of an insert being written.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -40,6 +41,8 @@ from flowsight.timefmt import as_utc
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 20_000
+INSERT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+"""Upper bounds (seconds) of the insert-latency histogram."""
 EMPTY_SPANS = SPAN_SCHEMA.empty_table()
 INSERT_SETTINGS = {"optimize_on_insert": 0}
 REPAIR_WINDOW = timedelta(minutes=10)
@@ -90,6 +93,13 @@ class WriterStats:
     commit_seconds: float = 0.0
     insert_seconds: float = 0.0
     dedup_seconds: float = 0.0
+    dead_letters: int = 0
+    insert_buckets: list[int] = field(default_factory=lambda: [0] * len(INSERT_BUCKETS))
+    """Commits whose inserts took at most each of :data:`INSERT_BUCKETS` seconds (not cumulative)."""
+
+    def observe_insert(self, seconds: float) -> None:
+        self.insert_seconds += seconds
+        self.insert_buckets[bisect.bisect_left(INSERT_BUCKETS, seconds)] += 1
 
 
 class EventWriter:
@@ -425,7 +435,8 @@ class EventWriter:
         self.store.insert_arrow(self.schema.table("dead_letters"), dead)
         finished = time.perf_counter()
         self.stats.dedup_seconds += deduped - started
-        self.stats.insert_seconds += finished - deduped
+        self.stats.observe_insert(finished - deduped)
+        self.stats.dead_letters += dead.num_rows
         self.stats.commit_seconds += finished - started
         self.stats.commits += 1
         self.stats.rows_inserted += fresh.num_rows

@@ -47,3 +47,20 @@ def test_gauges_follow_the_last_evaluation(client: TestClient, clock: Any) -> No
     assert after[("flowsight_backlog", (("system", "erp"),))] == 2
     assert after[("flowsight_ingest_events_stored_total", ())] == len(EVENTS)
     assert after[("flowsight_evaluation_duration_seconds", ())] > 0
+
+
+def test_collector_counters_and_insert_histogram(client: TestClient) -> None:
+    good = [{**e, "event_id": f"m-{i}"} for i, e in enumerate(EVENTS[:3])]
+    bad = {**EVENTS[0], "event_id": "m-bad", "system": "BAD"}
+    client.post(
+        "/v1/events",
+        content=orjson.dumps([*good, bad, good[0]]),
+        headers={"content-type": "application/json"},
+    )
+    found = samples(client.get("/metrics").text)
+    assert found[("flowsight_ingest_events_stored_total", ())] == 3
+    assert found[("flowsight_ingest_duplicates_total", ())] == 1
+    assert found[("flowsight_ingest_rejected_total", ())] == 1
+    assert found[("flowsight_ingest_insert_duration_seconds_count", ())] == 1
+    assert found[("flowsight_ingest_insert_duration_seconds_bucket", (("le", "+Inf"),))] == 1
+    assert found[("flowsight_spool_bytes", ())] == 0
