@@ -9,6 +9,11 @@ from fastapi import FastAPI, Request, Response
 from flowsight.settings import Settings
 
 
+UNTRACED = frozenset({"/v1/traces", "/v1/logs"})
+"""The OTLP receiver's own paths: tracing them would trace the export of those very spans
+when flowsight reports to itself (the default endpoint), a loop that never goes quiet."""
+
+
 def install(app: FastAPI, settings: Settings) -> Callable[[], None]:
     """Trace every request when ``settings.self_tracing`` is on; returns the shutdown hook."""
     if not settings.self_tracing:
@@ -28,6 +33,8 @@ def install(app: FastAPI, settings: Settings) -> Callable[[], None]:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         route = request.url.path
+        if route in UNTRACED:
+            return await call_next(request)
         with tracer.start_as_current_span(f"{request.method} {route}", kind=SpanKind.SERVER) as span:
             span.set_attribute("http.request.method", request.method)
             span.set_attribute("url.path", route)

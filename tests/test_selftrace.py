@@ -48,6 +48,7 @@ def test_requests_are_exported_as_spans_when_self_tracing_is_on(
             "/v1/events", content=orjson.dumps([event(1)]), headers={"content-type": "application/json"}
         )
         client.get("/api/orders/SO-404/timeline")
+        client.post("/v1/traces", content=b"{}", headers={"content-type": "application/json"})
     # Leaving the app shuts the tracer provider down, which flushes the batch processor.
     spans = []
     for body in received:
@@ -61,6 +62,7 @@ def test_requests_are_exported_as_spans_when_self_tracing_is_on(
     names = {(service, span.name) for service, span in spans}
     assert ("flowsight", "POST /v1/events") in names
     assert ("flowsight", "GET /api/orders/SO-404/timeline") in names
+    assert not any(name.startswith("POST /v1/traces") for _, name in names)
     statuses = {
         span.name: {a.key: a.value.int_value for a in span.attributes}["http.response.status_code"]
         for _, span in spans
