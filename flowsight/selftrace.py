@@ -8,7 +8,6 @@ from fastapi import FastAPI, Request, Response
 
 from flowsight.settings import Settings
 
-
 UNTRACED = frozenset({"/v1/traces", "/v1/logs"})
 """The OTLP receiver's own paths: tracing them would trace the export of those very spans
 when flowsight reports to itself (the default endpoint), a loop that never goes quiet."""
