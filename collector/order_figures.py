@@ -174,20 +174,30 @@ class OrderFigures:
     def lag_quantiles(
         self, workflow: Workflow, pairs: Sequence[tuple[str, str]], at: datetime
     ) -> dict[tuple[str, str], tuple[float, float, float, int]]:
-        """p50, p95, p99 (seconds) of the time from stage ``a`` to stage ``b``, and the count."""
+        """p50, p95, p99 (seconds) of the time from stage ``a`` to stage ``b``, and the count,
+        for every pair in one pass (an aggregate per pair, no row per pair)."""
         if not pairs:
             return {}
-        rows = self.store.rows(
-            f"""
-            SELECT a, b, quantilesExact(0.5, 0.95, 0.99)(dateDiff('millisecond', r[a], r[b]) / 1000), count()
-            FROM ({_orders(self.schema.table("order_state"))})
-            ARRAY JOIN {{from:Array(String)}} AS a, {{to:Array(String)}} AS b
-            WHERE mapContains(r, a) AND mapContains(r, b)
-            GROUP BY a, b
-            """,
-            self._params(workflow, at, **{"from": [a for a, _ in pairs], "to": [b for _, b in pairs]}),
+        aggregates = []
+        for i in range(len(pairs)):
+            has = f"mapContains(r, {{a{i}:String}}) AND mapContains(r, {{b{i}:String}})"
+            lag = f"dateDiff('millisecond', r[{{a{i}:String}}], r[{{b{i}:String}}]) / 1000"
+            aggregates.append(f"quantilesExactIf(0.5, 0.95, 0.99)({lag}, {has}), countIf({has})")
+        [row] = self.store.rows(
+            f"SELECT {', '.join(aggregates)} FROM ({_orders(self.schema.table('order_state'))})",
+            self._params(
+                workflow,
+                at,
+                **{f"a{i}": a for i, (a, _) in enumerate(pairs)},
+                **{f"b{i}": b for i, (_, b) in enumerate(pairs)},
+            ),
         )
-        return {(a, b): (float(q[0]), float(q[1]), float(q[2]), int(n)) for a, b, q, n in rows}
+        out = {}
+        for i, pair in enumerate(pairs):
+            q, n = row[2 * i], int(row[2 * i + 1])
+            if n:
+                out[pair] = (float(q[0]), float(q[1]), float(q[2]), n)
+        return out
 
     def system_ingest(self, at: datetime, window_s: int) -> dict[str, tuple[datetime, float, int]]:
         """Per system over the window before ``at``: latest event time, p95 of the delay from
