@@ -234,6 +234,16 @@ def _per_group(rows: Sequence[Sequence[Any]]) -> dict[str, list[tuple[int, int]]
     return out
 
 
+@dataclass(frozen=True)
+class OrderSli:
+    """One order-based SLI to count: ``completion``, or ``stage_latency`` between two stages."""
+
+    kind: str
+    from_stage: str = ""
+    to_stage: str = ""
+    threshold_s: float = 0.0
+
+
 class SliCounts:
     """Good and total events of order-based SLIs per window, computed inside ClickHouse.
 
@@ -264,25 +274,78 @@ class SliCounts:
         params = {**params, **{f"w{i}": int(w) for i, w in enumerate(windows)}}
         return _per_group(self.store.rows(sql, params))
 
-    def completion(
-        self, workflow: Workflow, at: datetime, windows: Sequence[int], *, group_by_channel: bool
-    ) -> dict[str, list[tuple[int, int]]]:
-        """Orders completed within the deadline (good) among those decided, per window."""
-        inner = f"""
-            SELECT channel, first_seen + toIntervalMillisecond({{deadline_ms:Int64}}) AS deadline_at,
-                   arrayFilter(t -> mapContains(r, t), {{terminal:Array(String)}}) AS hit,
-                   notEmpty(hit) AS done,
-                   if(done, arrayMin(arrayMap(t -> r[t], hit)), deadline_at) AS done_at,
-                   done AND done_at <= deadline_at AS good,
-                   if(good, done_at, deadline_at) AS decided_at
-            FROM ({_orders(self.schema.table("order_state"))})"""
-        params = {
+    def order_slis(
+        self,
+        workflow: Workflow,
+        specs: Sequence[OrderSli],
+        at: datetime,
+        windows: Sequence[int],
+        *,
+        group_by_channel: bool,
+    ) -> list[dict[str, list[tuple[int, int]]]]:
+        """Counts of several order-based SLIs of one workflow in one pass over its orders.
+
+        ``completion``: orders completed within the deadline (good) among those decided.
+        ``stage_latency``: orders reaching ``to`` within the threshold of ``from`` (good) among
+        those that reached ``from`` and are decided.
+        """
+        columns = []
+        aggregates = []
+        params: dict[str, Any] = {
             "wf": workflow.name,
             "at": as_utc(at).replace(tzinfo=None),
             "terminal": sorted(workflow.terminal_stages),
             "deadline_ms": int(workflow.completion_deadline.total_seconds() * 1000),
+            **{f"w{i}": int(w) for i, w in enumerate(windows)},
         }
-        return self._run(inner, "decided_at", "good", windows, params, group_by_channel)
+        for k, spec in enumerate(specs):
+            if spec.kind == "completion":
+                # Every order counts (no "applies" flag: a constant one makes countIf very slow).
+                columns.append(
+                    f"done AND done_at <= deadline_at AS good{k}, if(good{k}, done_at, deadline_at) AS decided{k}"
+                )
+            else:
+                a, b = f"{{a{k}:String}}", f"{{b{k}:String}}"
+                params.update(
+                    {f"a{k}": spec.from_stage, f"b{k}": spec.to_stage, f"t{k}": int(spec.threshold_s * 1000)}
+                )
+                columns.append(
+                    f"mapContains(r, {a}) AS applies{k}, "
+                    f"r[{a}] + toIntervalMillisecond({{t{k}:Int64}}) AS limit{k}, "
+                    f"mapContains(r, {b}) AND r[{b}] <= limit{k} AS good{k}, "
+                    f"if(good{k}, r[{b}], limit{k}) AS decided{k}"
+                )
+            applies = "" if spec.kind == "completion" else f"applies{k} AND "
+            for i in range(len(windows)):
+                inside = (
+                    f"{applies}decided{k} > {_AT} - toIntervalSecond({{w{i}:UInt32}}) AND decided{k} <= {_AT}"
+                )
+                aggregates.append(f"countIf({inside} AND good{k}), countIf({inside})")
+        group = "channel" if group_by_channel else "''"
+        sql = f"""
+            SELECT {group} AS grp, {", ".join(aggregates)}
+            FROM (
+                SELECT channel,
+                       first_seen + toIntervalMillisecond({{deadline_ms:Int64}}) AS deadline_at,
+                       arrayFilter(t -> mapContains(r, t), {{terminal:Array(String)}}) AS hit,
+                       notEmpty(hit) AS done,
+                       if(done, arrayMin(arrayMap(t -> r[t], hit)), deadline_at) AS done_at,
+                       {", ".join(columns)}
+                FROM ({_orders(self.schema.table("order_state"))}))
+            GROUP BY grp ORDER BY grp"""
+        per_group = _per_group(self.store.rows(sql, params))
+        n = len(windows)
+        return [
+            {grp: counts[k * n : (k + 1) * n] for grp, counts in per_group.items()} for k in range(len(specs))
+        ]
+
+    def completion(
+        self, workflow: Workflow, at: datetime, windows: Sequence[int], *, group_by_channel: bool
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Orders completed within the deadline (good) among those decided, per window."""
+        return self.order_slis(
+            workflow, [OrderSli("completion")], at, windows, group_by_channel=group_by_channel
+        )[0]
 
     def stage_latency(
         self,
@@ -296,20 +359,8 @@ class SliCounts:
         group_by_channel: bool,
     ) -> dict[str, list[tuple[int, int]]]:
         """Orders reaching ``to_stage`` within the threshold of ``from_stage`` (good), per window."""
-        inner = f"""
-            SELECT channel, r[{{a:String}}] + toIntervalMillisecond({{threshold_ms:Int64}}) AS limit_at,
-                   mapContains(r, {{b:String}}) AND r[{{b:String}}] <= limit_at AS good,
-                   if(good, r[{{b:String}}], limit_at) AS decided_at
-            FROM ({_orders(self.schema.table("order_state"))})
-            WHERE mapContains(r, {{a:String}})"""
-        params = {
-            "wf": workflow.name,
-            "at": as_utc(at).replace(tzinfo=None),
-            "a": from_stage,
-            "b": to_stage,
-            "threshold_ms": int(threshold_s * 1000),
-        }
-        return self._run(inner, "decided_at", "good", windows, params, group_by_channel)
+        spec = OrderSli("stage_latency", from_stage, to_stage, threshold_s)
+        return self.order_slis(workflow, [spec], at, windows, group_by_channel=group_by_channel)[0]
 
     def exception_age(
         self, workflow: Workflow | None, threshold_s: float, at: datetime, windows: Sequence[int]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from flowsight.collector.order_figures import OrderSli
 from flowsight.slo.model import (
     CALENDAR_MONTH,
     CompletionSli,
@@ -31,6 +32,18 @@ Counts = dict[str, list[tuple[int, int]]]
 
 
 class SloSource(Protocol):
+    """Where the engine gets its counts; ClickHouse-backed by :class:`flowsight.collector.order_figures.SliCounts`."""
+
+    def order_slis(
+        self,
+        workflow: Any,
+        specs: Sequence[OrderSli],
+        at: datetime,
+        windows: Sequence[int],
+        *,
+        group_by_channel: bool,
+    ) -> list[Counts]: ...
+
     """Where the engine gets its counts; ClickHouse-backed by :class:`flowsight.collector.order_figures.SliCounts`."""
 
     def completion(
@@ -75,6 +88,16 @@ def window_seconds(window: Window, at: datetime) -> int:
         return max(1, int((at - start).total_seconds()))
     assert isinstance(window, timedelta)
     return int(window.total_seconds())
+
+
+def _windows(slo: Slo, at: datetime) -> list[int]:
+    """The SLO window, then each burn-rate window, in seconds, without repeats."""
+    windows = [window_seconds(slo.window, at)]
+    for row in slo.burn_windows:
+        for w in (int(row.long.total_seconds()), int(row.short.total_seconds())):
+            if w not in windows:
+                windows.append(w)
+    return windows
 
 
 def _label(seconds: int) -> str:
@@ -147,15 +170,40 @@ class SloEngine:
         raise Unsupported(f"SLI kind {sli.kind!r} is not evaluated yet")
 
     def evaluate(self, slos: SloCatalog, workflows: WorkflowCatalog, at: datetime) -> list[dict[str, Any]]:
-        return [self.evaluate_one(slo, workflows, at) for slo in slos]
+        """Every SLO; the order SLIs of one workflow (same grouping and windows) share one pass."""
+        batches: dict[tuple[str, bool, tuple[int, ...]], list[Slo]] = {}
+        for slo in slos:
+            sli = slo.sli
+            if (
+                isinstance(sli, CompletionSli | StageLatencySli)
+                and set(slo.group_by) <= {"channel"}
+                and workflows.get(sli.workflow) is not None
+            ):
+                key = (sli.workflow, "channel" in slo.group_by, tuple(_windows(slo, at)))
+                batches.setdefault(key, []).append(slo)
+        prefetched: dict[str, Counts] = {}
+        for (workflow_name, by_channel, windows), batch in batches.items():
+            if len(batch) < 2:
+                continue
+            specs = [
+                OrderSli("completion")
+                if isinstance(s.sli, CompletionSli)
+                else OrderSli(
+                    "stage_latency", s.sli.from_stage, s.sli.to_stage, s.sli.threshold.total_seconds()
+                )
+                for s in batch
+                if isinstance(s.sli, CompletionSli | StageLatencySli)
+            ]
+            counts = self.source.order_slis(
+                workflows.get(workflow_name), specs, at, list(windows), group_by_channel=by_channel
+            )
+            prefetched.update({s.name: c for s, c in zip(batch, counts, strict=True)})
+        return [self.evaluate_one(slo, workflows, at, prefetched.get(slo.name)) for slo in slos]
 
-    def evaluate_one(self, slo: Slo, workflows: WorkflowCatalog, at: datetime) -> dict[str, Any]:
-        rows = slo.burn_windows
-        windows = [window_seconds(slo.window, at)]
-        for row in rows:
-            for w in (int(row.long.total_seconds()), int(row.short.total_seconds())):
-                if w not in windows:
-                    windows.append(w)
+    def evaluate_one(
+        self, slo: Slo, workflows: WorkflowCatalog, at: datetime, counts: Counts | None = None
+    ) -> dict[str, Any]:
+        windows = _windows(slo, at)
         base: dict[str, Any] = {
             "name": slo.name,
             "description": slo.description,
@@ -166,7 +214,8 @@ class SloEngine:
             "evaluated_at": iso_utc(at),
         }
         try:
-            counts = self._counts(slo, workflows, at, windows)
+            if counts is None:
+                counts = self._counts(slo, workflows, at, windows)
         except Unsupported as exc:
             return {
                 **base,

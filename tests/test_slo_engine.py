@@ -162,3 +162,16 @@ def test_freshness_counts_the_minutes_a_system_was_fresh(
     assert [(s["group"], s["good"], s["total"]) for s in result["series"]] == [({"system": "crm"}, 20, 120)]
     # Over the last 56 minutes (from 11:04): fresh 11:04-11:10, 6 of 56 minutes.
     assert result["burn_rates"]["56m"] == pytest.approx((1 - 6 / 56) / 0.01)
+
+
+def test_slos_sharing_a_pass_get_the_same_counts_as_alone(slo_engine: SloEngine, services: Any) -> None:
+    from flowsight.slo.model import SloCatalog
+
+    sync = StageLatencySli("order_to_cash", "order_created", "erp_order_created", timedelta(minutes=15))
+    together = SloCatalog.of([slo(CompletionSli("order_to_cash"), name="a"), slo(sync, name="b")])
+    batched = slo_engine.evaluate(together, services.catalog, NOW)
+    alone = [slo_engine.evaluate_one(s, services.catalog, NOW) for s in together]
+    assert [(r["good"], r["total"], r["burn_rates"]) for r in batched] == [
+        (r["good"], r["total"], r["burn_rates"]) for r in alone
+    ]
+    assert [(r["good"], r["total"]) for r in batched] == [(1, 3), (1, 7)]
