@@ -8,7 +8,6 @@ workflow catalog -> map to :class:`~flowsight.slo.model.SloCatalog`. Every probl
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 
 from flowsight.configfiles import (
@@ -42,7 +41,7 @@ from flowsight.slo.spec import (
     SpanErrorRatioSliSpec,
     StageLatencySliSpec,
 )
-from flowsight.workflows import Workflow, WorkflowCatalog
+from flowsight.workflows import DEFAULT_WORKFLOWS, Workflow, WorkflowCatalog
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 """The retail default SLOs as a file users can copy; it loads to exactly :data:`DEFAULT_SLOS`."""
@@ -216,71 +215,6 @@ def check_slo_file(doc_path: Path, catalog: WorkflowCatalog) -> list[ConfigIssue
 
 # -- retail defaults ----------------------------------------------------------------------------
 
-_WINDOW = timedelta(days=28)
-
-DEFAULT_SLOS = SloCatalog(
-    (
-        Slo(
-            name="order_completion",
-            objective=0.99,
-            window=_WINDOW,
-            sli=CompletionSli("order_to_cash"),
-            description="Orders are invoiced or cancelled within the order-to-cash deadline (72h).",
-        ),
-        Slo(
-            name="return_completion",
-            objective=0.99,
-            window=_WINDOW,
-            sli=CompletionSli("return_to_refund"),
-            description="Returns reach a posted refund within the return-to-refund deadline (21d).",
-        ),
-        Slo(
-            name="erp_sync_lag",
-            objective=0.99,
-            window=_WINDOW,
-            sli=StageLatencySli("order_to_cash", "order_created", "erp_order_created", timedelta(minutes=15)),
-            description="Orders reach the ERP within 15 minutes of being created.",
-            labels={"system": "erp"},
-        ),
-        Slo(
-            name="erp_posting_delay",
-            objective=0.99,
-            window=_WINDOW,
-            sli=StageLatencySli("order_to_cash", "shipped", "invoiced", timedelta(hours=2)),
-            description="Shipped orders are invoiced in the ERP within 2 hours.",
-            labels={"system": "erp"},
-        ),
-        Slo(
-            name="refund_processing",
-            objective=0.99,
-            window=_WINDOW,
-            sli=StageLatencySli("return_to_refund", "return_received", "refund_issued", timedelta(hours=24)),
-            description="Received returns are refunded within 24 hours.",
-            labels={"system": "payments"},
-        ),
-        Slo(
-            name="exception_aging",
-            objective=0.99,
-            window=_WINDOW,
-            sli=ExceptionAgeSli(timedelta(hours=4)),
-            description="Exceptions in any workflow are resolved within 4 hours.",
-        ),
-        Slo(
-            name="api_error_ratio",
-            objective=0.995,
-            window=_WINDOW,
-            sli=SpanErrorRatioSli(),
-            description="Calls to each system's API succeed.",
-            group_by=("system",),
-        ),
-        Slo(
-            name="ingest_freshness",
-            objective=0.99,
-            window=_WINDOW,
-            sli=FreshnessSli(timedelta(minutes=15)),
-            description="Each system's newest data reaching flowsight is at most 15 minutes old.",
-            group_by=("system",),
-        ),
-    )
-)
+DEFAULT_SLOS: SloCatalog = load_slos(DEFAULTS_FILE, DEFAULT_WORKFLOWS)
+"""The retail defaults, read from ``defaults.yaml`` (the file users copy to start their own)."""
 """The retail defaults of the design, over the default workflows; :data:`DEFAULTS_FILE` as values."""
