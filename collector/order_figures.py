@@ -225,13 +225,34 @@ def _window_aggregates(moment: str, good: str, windows: Sequence[int]) -> str:
     return ",\n                   ".join(parts)
 
 
-def _per_group(rows: Sequence[Sequence[Any]]) -> dict[str, list[tuple[int, int]]]:
-    """Rows of ``group, good_0, total_0, good_1, total_1, ...`` as ``{group: [(good, total), ...]}``."""
-    out: dict[str, list[tuple[int, int]]] = {}
+GroupCounts = dict[tuple[str, ...], list[tuple[int, int]]]
+"""Per group (the values of the group_by keys, ``()`` when ungrouped): ``(good, total)`` per window."""
+
+
+def _per_group(rows: Sequence[Sequence[Any]]) -> GroupCounts:
+    """Rows of ``[group values], good_0, total_0, good_1, total_1, ...`` as
+    ``{(values...): [(good, total), ...]}``; groups with nothing decided in any window are left out."""
+    out: GroupCounts = {}
     for row in rows:
         counts = [int(x) for x in row[1:]]
-        out[str(row[0])] = list(zip(counts[0::2], counts[1::2], strict=True))
+        if not any(counts):
+            continue
+        out[tuple(str(v) for v in row[0])] = list(zip(counts[0::2], counts[1::2], strict=True))
     return out
+
+
+def _group_array(expressions: Sequence[str]) -> str:
+    """The group key as an array of strings (an empty one when ungrouped)."""
+    return f"[{', '.join(f'toString({e})' for e in expressions)}]" if expressions else "emptyArrayString()"
+
+
+def attribute_key(group_key: str) -> str | None:
+    """``attributes.sku`` -> ``sku``; None for the other group keys."""
+    return group_key.removeprefix("attributes.") if group_key.startswith("attributes.") else None
+
+
+def _attribute_params(group_by: Sequence[str]) -> dict[str, str]:
+    return {f"g{i}": key for i, g in enumerate(group_by) if (key := attribute_key(g)) is not None}
 
 
 @dataclass(frozen=True)
@@ -249,30 +270,34 @@ class SliCounts:
 
     An order counts once its outcome is decided: when it succeeds, or when its deadline (or
     threshold) passes without success. Orders not yet decided count as neither good nor bad.
+
+    Series split by ``group_by`` keys: ``channel`` (the order's), ``system`` (spans: their
+    service; exceptions: the system that reported the failure; freshness: the reporting
+    system) and ``attributes.<key>`` (orders: the value on the order's earliest event carrying
+    the key; exceptions: on the events of that stage; spans: the span attribute). Orders without
+    the attribute form the group with an empty value.
     """
 
     def __init__(self, store: Store, schema: Schema):
         self.store = store
         self.schema = schema
 
-    def _run(
-        self,
-        inner: str,
-        moment: str,
-        good: str,
-        windows: Sequence[int],
-        params: dict[str, Any],
-        group_by_channel: bool,
-    ) -> dict[str, list[tuple[int, int]]]:
-        group = "channel" if group_by_channel else "''"
-        sql = f"""
-            SELECT {group} AS grp,
-                   {_window_aggregates(moment, good, windows)}
-            FROM ({inner})
-            GROUP BY grp
-            ORDER BY grp"""
-        params = {**params, **{f"w{i}": int(w) for i, w in enumerate(windows)}}
-        return _per_group(self.store.rows(sql, params))
+    def _attributes_join(self, group_by: Sequence[str]) -> str:
+        """A LEFT JOIN adding ``attr<i>`` per attribute key to one row per order of ``{wf}``."""
+        keys = [i for i, g in enumerate(group_by) if attribute_key(g) is not None]
+        if not keys:
+            return ""
+        columns = ", ".join(
+            f"argMinIf(attributes[{{g{i}:String}}], occurred_at, mapContains(attributes, {{g{i}:String}})) AS attr{i}"
+            for i in keys
+        )
+        carries = " OR ".join(f"mapContains(attributes, {{g{i}:String}})" for i in keys)
+        return f"""
+            LEFT JOIN (
+                SELECT correlation_id, {columns}
+                FROM {self.schema.table("events")}
+                WHERE workflow = {{wf:String}} AND occurred_at <= {_AT} AND ({carries})
+                GROUP BY correlation_id) AS attrs USING correlation_id"""
 
     def order_slis(
         self,
@@ -281,8 +306,8 @@ class SliCounts:
         at: datetime,
         windows: Sequence[int],
         *,
-        group_by_channel: bool,
-    ) -> list[dict[str, list[tuple[int, int]]]]:
+        group_by: Sequence[str] = (),
+    ) -> list[GroupCounts]:
         """Counts of several order-based SLIs of one workflow in one pass over its orders.
 
         ``completion``: orders completed within the deadline (good) among those decided.
@@ -297,6 +322,7 @@ class SliCounts:
             "terminal": sorted(workflow.terminal_stages),
             "deadline_ms": int(workflow.completion_deadline.total_seconds() * 1000),
             **{f"w{i}": int(w) for i, w in enumerate(windows)},
+            **_attribute_params(group_by),
         }
         for k, spec in enumerate(specs):
             if spec.kind == "completion":
@@ -321,17 +347,18 @@ class SliCounts:
                     f"{applies}decided{k} > {_AT} - toIntervalSecond({{w{i}:UInt32}}) AND decided{k} <= {_AT}"
                 )
                 aggregates.append(f"countIf({inside} AND good{k}), countIf({inside})")
-        group = "channel" if group_by_channel else "''"
+        group = _group_array(["channel" if g == "channel" else f"attr{i}" for i, g in enumerate(group_by)])
+        orders = _orders(self.schema.table("order_state"))
         sql = f"""
-            SELECT {group} AS grp, {", ".join(aggregates)}
+            SELECT grp, {", ".join(aggregates)}
             FROM (
-                SELECT channel,
+                SELECT {group} AS grp,
                        first_seen + toIntervalMillisecond({{deadline_ms:Int64}}) AS deadline_at,
                        arrayFilter(t -> mapContains(r, t), {{terminal:Array(String)}}) AS hit,
                        notEmpty(hit) AS done,
                        if(done, arrayMin(arrayMap(t -> r[t], hit)), deadline_at) AS done_at,
                        {", ".join(columns)}
-                FROM ({_orders(self.schema.table("order_state"))}))
+                FROM ({orders}) AS orders {self._attributes_join(group_by)})
             GROUP BY grp ORDER BY grp"""
         per_group = _per_group(self.store.rows(sql, params))
         n = len(windows)
@@ -340,12 +367,10 @@ class SliCounts:
         ]
 
     def completion(
-        self, workflow: Workflow, at: datetime, windows: Sequence[int], *, group_by_channel: bool
-    ) -> dict[str, list[tuple[int, int]]]:
+        self, workflow: Workflow, at: datetime, windows: Sequence[int], *, group_by: Sequence[str] = ()
+    ) -> GroupCounts:
         """Orders completed within the deadline (good) among those decided, per window."""
-        return self.order_slis(
-            workflow, [OrderSli("completion")], at, windows, group_by_channel=group_by_channel
-        )[0]
+        return self.order_slis(workflow, [OrderSli("completion")], at, windows, group_by=group_by)[0]
 
     def stage_latency(
         self,
@@ -356,30 +381,67 @@ class SliCounts:
         at: datetime,
         windows: Sequence[int],
         *,
-        group_by_channel: bool,
-    ) -> dict[str, list[tuple[int, int]]]:
+        group_by: Sequence[str] = (),
+    ) -> GroupCounts:
         """Orders reaching ``to_stage`` within the threshold of ``from_stage`` (good), per window."""
         spec = OrderSli("stage_latency", from_stage, to_stage, threshold_s)
-        return self.order_slis(workflow, [spec], at, windows, group_by_channel=group_by_channel)[0]
+        return self.order_slis(workflow, [spec], at, windows, group_by=group_by)[0]
 
     def exception_age(
-        self, workflow: Workflow | None, threshold_s: float, at: datetime, windows: Sequence[int]
-    ) -> dict[str, list[tuple[int, int]]]:
+        self,
+        workflow: Workflow | None,
+        threshold_s: float,
+        at: datetime,
+        windows: Sequence[int],
+        *,
+        group_by: Sequence[str] = (),
+    ) -> GroupCounts:
         """Exceptions resolved within the threshold (good), decided when resolved or when the
         threshold passes while open, per window. ``workflow`` None means every workflow."""
-        inner = f"""
-            SELECT '' AS channel,
-                   opened + toIntervalMillisecond({{threshold_ms:Int64}}) AS limit_at,
-                   resolved IS NOT NULL AND resolved <= limit_at AS good,
-                   if(good, assumeNotNull(resolved), limit_at) AS decided_at
-            FROM ({exception_sql(self.schema.table("events"), self.schema.table("order_state"))})"""
+        state = self.schema.table("order_state")
+        carried: list[tuple[str, str]] = []
+        keys: list[str] = []
+        channel_join = ""
+        for i, g in enumerate(group_by):
+            if g == "channel":
+                keys.append("order_channel")
+                channel_join = f"""
+                    LEFT JOIN (
+                        SELECT correlation_id, max(channel) AS order_channel FROM {state}
+                        WHERE ({{all:UInt8}} OR workflow = {{wf:String}}) AND correlation_id IN (
+                            SELECT correlation_id FROM {state}
+                            WHERE ({{all:UInt8}} OR workflow = {{wf:String}}) AND notEmpty(first_failed))
+                        GROUP BY correlation_id) AS channels USING correlation_id"""
+            elif g == "system":
+                carried.append((f"key{i}", "argMinIf(system, occurred_at, status = 'failed')"))
+                keys.append(f"key{i}")
+            else:
+                carried.append(
+                    (
+                        f"key{i}",
+                        f"argMinIf(attributes[{{g{i}:String}}], occurred_at, mapContains(attributes, {{g{i}:String}}))",
+                    )
+                )
+                keys.append(f"key{i}")
         params = {
             "wf": workflow.name if workflow else "",
             "all": 0 if workflow else 1,
             "at": as_utc(at).replace(tzinfo=None),
             "threshold_ms": int(threshold_s * 1000),
+            **{f"w{i}": int(w) for i, w in enumerate(windows)},
+            **_attribute_params(group_by),
         }
-        return self._run(inner, "decided_at", "good", windows, params, False)
+        sql = f"""
+            SELECT grp, {_window_aggregates("decided_at", "good", windows)}
+            FROM (
+                SELECT {_group_array(keys)} AS grp,
+                       opened + toIntervalMillisecond({{threshold_ms:Int64}}) AS limit_at,
+                       resolved IS NOT NULL AND resolved <= limit_at AS good,
+                       if(good, assumeNotNull(resolved), limit_at) AS decided_at
+                FROM ({exception_sql(self.schema.table("events"), state, carried)}) AS exceptions
+                {channel_join})
+            GROUP BY grp ORDER BY grp"""
+        return _per_group(self.store.rows(sql, params))
 
     def freshness(
         self,
@@ -388,8 +450,8 @@ class SliCounts:
         at: datetime,
         windows: Sequence[int],
         *,
-        group_by_system: bool,
-    ) -> dict[str, list[tuple[int, int]]]:
+        group_by: Sequence[str] = (),
+    ) -> GroupCounts:
         """Minutes (good) at whose end a system's newest event was younger than the threshold,
         among the minutes of the window since the system first reported (total), per window.
 
@@ -404,12 +466,11 @@ class SliCounts:
                 "ts, arrayPushBack(arrayPopFront(ts), at_s + thr)))"
             )
             parts.append(f"sum(intDiv({fresh}, 60)), sum(intDiv(least({{w{i}:UInt32}}, at_s - ts[1]), 60))")
-        group = "system" if group_by_system else "''"
         where = "AND system IN {systems:Array(String)}" if systems else ""
         sql = f"""
             SELECT grp, {", ".join(parts)}
             FROM (
-                SELECT {group} AS grp, system,
+                SELECT {_group_array(["system" for _ in group_by])} AS grp, system,
                        toInt64(toUnixTimestamp({_AT})) AS at_s, toInt64({{thr:UInt32}}) AS thr,
                        arraySort(groupUniqArray(toInt64(toUnixTimestamp(toStartOfMinute(occurred_at)))))
                            AS ts
@@ -428,10 +489,18 @@ class SliCounts:
         return _per_group(self.store.rows(sql, params))
 
     def span_errors(
-        self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by_service: bool
-    ) -> dict[str, list[tuple[int, int]]]:
+        self,
+        services: Sequence[str] | None,
+        at: datetime,
+        windows: Sequence[int],
+        *,
+        group_by: Sequence[str] = (),
+    ) -> GroupCounts:
         """Spans not ending in error (good) among all spans, per window, from ``otel_traces``."""
-        group = "ServiceName" if group_by_service else "''"
+        keys = [
+            "ServiceName" if g == "system" else f"SpanAttributes[{{g{i}:String}}]"
+            for i, g in enumerate(group_by)
+        ]
         longest = max(windows)
         where = "AND ServiceName IN {services:Array(String)}" if services else ""
         parts = []
@@ -439,7 +508,7 @@ class SliCounts:
             inside = f"Timestamp > {_AT} - toIntervalSecond({{w{i}:UInt32}})"
             parts.append(f"countIf({inside} AND StatusCode != 'Error'), countIf({inside})")
         sql = f"""
-            SELECT {group} AS grp, {", ".join(parts)}
+            SELECT {_group_array(keys)} AS grp, {", ".join(parts)}
             FROM {self.schema.table("otel_traces")}
             WHERE Timestamp <= {_AT} AND Timestamp > {_AT} - toIntervalSecond({{longest:UInt32}}) {where}
             GROUP BY grp ORDER BY grp"""
@@ -448,22 +517,26 @@ class SliCounts:
             "longest": int(longest),
             "services": list(services or []),
             **{f"w{i}": int(w) for i, w in enumerate(windows)},
+            **_attribute_params(group_by),
         }
         return _per_group(self.store.rows(sql, params))
 
 
-def exception_sql(events: str, state: str) -> str:
+def exception_sql(events: str, state: str, carried: Sequence[tuple[str, str]] = ()) -> str:
     """Every exception of ``{wf}`` (or of every workflow when ``{all:UInt8}``) as of ``{at}``:
     ``opened``, ``resolved`` (or NULL), one row each, per the contract: a failure opens one on
-    its stage unless one is open, the next ok resolves it."""
+    its stage unless one is open, the next ok resolves it. ``carried`` adds ``(alias,
+    aggregate)`` columns computed over the events of the exception's order and stage."""
+    extra = "".join(f", {expr} AS {alias}" for alias, expr in carried)
+    carry = "".join(f", {alias}" for alias, _ in carried)
     return f"""
         SELECT workflow, correlation_id, stage, ts[i] AS opened,
-               if(k > 0, ts[k], NULL) AS resolved
+               if(k > 0, ts[k], NULL) AS resolved{carry}
         FROM (
             SELECT workflow, correlation_id, stage,
                    arraySort(x -> x.1, groupArray((occurred_at, status = 'failed'))) AS ev,
                    arrayMap(x -> x.1, ev) AS ts, arrayMap(x -> x.2, ev) AS failed,
-                   arrayFilter(i -> failed[i] AND (i = 1 OR NOT failed[i - 1]), arrayEnumerate(ts)) AS opens
+                   arrayFilter(i -> failed[i] AND (i = 1 OR NOT failed[i - 1]), arrayEnumerate(ts)) AS opens{extra}
             FROM {events}
             WHERE (correlation_id, stage) IN (
                     SELECT correlation_id, stage FROM {state} FINAL

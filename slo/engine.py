@@ -27,8 +27,9 @@ from flowsight.slo.model import (
 from flowsight.timefmt import iso_utc
 from flowsight.workflows import WorkflowCatalog
 
-Counts = dict[str, list[tuple[int, int]]]
-"""Per group (``''`` when ungrouped): ``(good, total)`` for each requested window."""
+Counts = dict[tuple[str, ...], list[tuple[int, int]]]
+"""Per group (the values of the SLO's group_by keys, ``()`` when ungrouped): ``(good, total)``
+for each requested window."""
 
 
 class SloSource(Protocol):
@@ -41,33 +42,21 @@ class SloSource(Protocol):
         at: datetime,
         windows: Sequence[int],
         *,
-        group_by_channel: bool,
+        group_by: Sequence[str],
     ) -> list[Counts]: ...
 
-    """Where the engine gets its counts; ClickHouse-backed by :class:`flowsight.collector.order_figures.SliCounts`."""
-
-    def completion(
-        self, workflow: Any, at: datetime, windows: Sequence[int], *, group_by_channel: bool
+    def span_errors(
+        self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by: Sequence[str]
     ) -> Counts: ...
 
-    def stage_latency(
+    def exception_age(
         self,
         workflow: Any,
-        from_stage: str,
-        to_stage: str,
         threshold_s: float,
         at: datetime,
         windows: Sequence[int],
         *,
-        group_by_channel: bool,
-    ) -> Counts: ...
-
-    def span_errors(
-        self, services: Sequence[str] | None, at: datetime, windows: Sequence[int], *, group_by_service: bool
-    ) -> Counts: ...
-
-    def exception_age(
-        self, workflow: Any, threshold_s: float, at: datetime, windows: Sequence[int]
+        group_by: Sequence[str],
     ) -> Counts: ...
 
     def freshness(
@@ -77,7 +66,7 @@ class SloSource(Protocol):
         at: datetime,
         windows: Sequence[int],
         *,
-        group_by_system: bool,
+        group_by: Sequence[str],
     ) -> Counts: ...
 
 
@@ -126,76 +115,45 @@ class SloEngine:
 
     def _counts(self, slo: Slo, workflows: WorkflowCatalog, at: datetime, windows: list[int]) -> Counts:
         sli = slo.sli
-        groups = set(slo.group_by)
+        group_by = slo.group_by
         if isinstance(sli, CompletionSli | StageLatencySli):
-            if groups - {"channel"}:
-                raise Unsupported(
-                    f"group_by {sorted(groups - {'channel'})} is not evaluated for order SLIs yet"
-                )
             workflow = workflows.get(sli.workflow)
             if workflow is None:
                 raise Unsupported(f"workflow {sli.workflow!r} is not configured")
-            if isinstance(sli, CompletionSli):
-                return self.source.completion(workflow, at, windows, group_by_channel="channel" in groups)
-            return self.source.stage_latency(
-                workflow,
-                sli.from_stage,
-                sli.to_stage,
-                sli.threshold.total_seconds(),
-                at,
-                windows,
-                group_by_channel="channel" in groups,
-            )
+            return self.source.order_slis(workflow, [_order_sli(slo)], at, windows, group_by=group_by)[0]
         if isinstance(sli, ExceptionAgeSli):
-            if groups:
-                raise Unsupported(f"group_by {sorted(groups)} is not evaluated for exception_age yet")
             workflow = workflows.get(sli.workflow) if sli.workflow else None
             if sli.workflow and workflow is None:
                 raise Unsupported(f"workflow {sli.workflow!r} is not configured")
-            return self.source.exception_age(workflow, sli.threshold.total_seconds(), at, windows)
+            return self.source.exception_age(
+                workflow, sli.threshold.total_seconds(), at, windows, group_by=group_by
+            )
         if isinstance(sli, SpanErrorRatioSli):
-            if groups - {"system"}:
-                raise Unsupported(
-                    f"group_by {sorted(groups - {'system'})} is not evaluated for span SLIs yet"
-                )
-            return self.source.span_errors(sli.services, at, windows, group_by_service="system" in groups)
+            return self.source.span_errors(sli.services, at, windows, group_by=group_by)
         if isinstance(sli, FreshnessSli):
-            if groups - {"system"}:
-                raise Unsupported(
-                    f"group_by {sorted(groups - {'system'})} is not evaluated for freshness yet"
-                )
             return self.source.freshness(
-                sli.systems, sli.threshold.total_seconds(), at, windows, group_by_system="system" in groups
+                sli.systems, sli.threshold.total_seconds(), at, windows, group_by=group_by
             )
         raise Unsupported(f"SLI kind {sli.kind!r} is not evaluated yet")
 
     def evaluate(self, slos: SloCatalog, workflows: WorkflowCatalog, at: datetime) -> list[dict[str, Any]]:
         """Every SLO; the order SLIs of one workflow (same grouping and windows) share one pass."""
-        batches: dict[tuple[str, bool, tuple[int, ...]], list[Slo]] = {}
+        batches: dict[tuple[str, tuple[str, ...], tuple[int, ...]], list[Slo]] = {}
         for slo in slos:
             sli = slo.sli
-            if (
-                isinstance(sli, CompletionSli | StageLatencySli)
-                and set(slo.group_by) <= {"channel"}
-                and workflows.get(sli.workflow) is not None
-            ):
-                key = (sli.workflow, "channel" in slo.group_by, tuple(_windows(slo, at)))
+            if isinstance(sli, CompletionSli | StageLatencySli) and workflows.get(sli.workflow) is not None:
+                key = (sli.workflow, slo.group_by, tuple(_windows(slo, at)))
                 batches.setdefault(key, []).append(slo)
         prefetched: dict[str, Counts] = {}
-        for (workflow_name, by_channel, windows), batch in batches.items():
+        for (workflow_name, group_by, windows), batch in batches.items():
             if len(batch) < 2:
                 continue
-            specs = [
-                OrderSli("completion")
-                if isinstance(s.sli, CompletionSli)
-                else OrderSli(
-                    "stage_latency", s.sli.from_stage, s.sli.to_stage, s.sli.threshold.total_seconds()
-                )
-                for s in batch
-                if isinstance(s.sli, CompletionSli | StageLatencySli)
-            ]
             counts = self.source.order_slis(
-                workflows.get(workflow_name), specs, at, list(windows), group_by_channel=by_channel
+                workflows.get(workflow_name),
+                [_order_sli(s) for s in batch],
+                at,
+                list(windows),
+                group_by=group_by,
             )
             prefetched.update({s.name: c for s, c in zip(batch, counts, strict=True)})
         return [self.evaluate_one(slo, workflows, at, prefetched.get(slo.name)) for slo in slos]
@@ -229,13 +187,13 @@ class SloEngine:
             }
         series = [self._series(slo, group, per_window, windows) for group, per_window in counts.items()]
         if not series:
-            series = [self._series(slo, "", [(0, 0)] * len(windows), windows)]
+            series = [self._series(slo, (), [(0, 0)] * len(windows), windows)]
         total_good = sum(s["good"] for s in series)
         total = sum(s["total"] for s in series)
         overall = (
             self._series(
                 slo,
-                "",
+                (),
                 [
                     (sum(c[i][0] for c in counts.values()), sum(c[i][1] for c in counts.values()))
                     for i in range(len(windows))
@@ -257,7 +215,7 @@ class SloEngine:
         }
 
     def _series(
-        self, slo: Slo, group: str, per_window: list[tuple[int, int]], windows: list[int]
+        self, slo: Slo, group: tuple[str, ...], per_window: list[tuple[int, int]], windows: list[int]
     ) -> dict[str, Any]:
         budget = 1 - slo.objective
         good, total = per_window[0]
@@ -291,8 +249,16 @@ class SloEngine:
         }
 
 
-def _group(slo: Slo, value: str) -> dict[str, str]:
-    return {key: value for key in slo.group_by} if slo.group_by else {}
+def _group(slo: Slo, values: tuple[str, ...]) -> dict[str, str]:
+    return dict(zip(slo.group_by, values, strict=False))
+
+
+def _order_sli(slo: Slo) -> OrderSli:
+    sli = slo.sli
+    if isinstance(sli, CompletionSli):
+        return OrderSli("completion")
+    assert isinstance(sli, StageLatencySli)
+    return OrderSli("stage_latency", sli.from_stage, sli.to_stage, sli.threshold.total_seconds())
 
 
 _SEVERITY = ("not_evaluated", "insufficient_data", "ok", "burning", "exhausted")

@@ -48,11 +48,12 @@ DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 
 _ATTRIBUTE_KEY = re.compile(r"^attributes\.[A-Za-z0-9_.\-]{1,128}$")
 
-# What each SLI's series can be split by: events carry a channel, a system and attributes;
+# What each SLI's series can be split by: an order has a channel and attributes (it passes
+# through every system, so it has no one system); an exception the system that reported it;
 # spans a service (their system) and attributes; freshness is known per system only.
 _GROUP_KEYS: dict[str, tuple[str, ...]] = {
-    "completion": ("channel", "system", "attributes.<key>"),
-    "stage_latency": ("channel", "system", "attributes.<key>"),
+    "completion": ("channel", "attributes.<key>"),
+    "stage_latency": ("channel", "attributes.<key>"),
     "exception_age": ("channel", "system", "attributes.<key>"),
     "span_error_ratio": ("system", "attributes.<key>"),
     "freshness": ("system",),

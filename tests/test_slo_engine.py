@@ -175,3 +175,111 @@ def test_slos_sharing_a_pass_get_the_same_counts_as_alone(slo_engine: SloEngine,
         (r["good"], r["total"], r["burn_rates"]) for r in alone
     ]
     assert [(r["good"], r["total"]) for r in batched] == [(1, 3), (1, 7)]
+
+
+def post(client: TestClient, events: list[dict[str, Any]]) -> None:
+    response = client.post(
+        "/v1/events", content=orjson.dumps(events), headers={"content-type": "application/json"}
+    )
+    assert response.json()["rejected"] == 0, response.json()
+
+
+def tagged(order: str, at: str, n: int, **attributes: str) -> dict[str, Any]:
+    """A resend of the order's creation under a new ID (its stage time unchanged), carrying attributes."""
+    return {**ev(order, "order_created", at, n=n), "attributes": attributes}
+
+
+def test_group_by_an_event_attribute_takes_the_orders_earliest_value(
+    slo_engine: SloEngine, services: Any, client: TestClient
+) -> None:
+    post(
+        client,
+        [
+            tagged("DONE", "2026-11-23T10:00:00Z", 7, region="eu"),
+            tagged("LATE", "2026-11-20T10:00:00Z", 7, region="eu"),
+            # A later value does not move LATE: its earliest event carrying the key says eu.
+            {**ev("LATE", "invoiced", "2026-11-24T10:00:00Z", n=7), "attributes": {"region": "us"}},
+            tagged("OVERDUE", "2026-11-22T09:00:00Z", 7, region="us"),
+        ],
+    )
+    by_region = slo_engine.evaluate_one(
+        slo(CompletionSli("order_to_cash"), group_by=("attributes.region",)), services.catalog, NOW
+    )
+    # DONE on time and LATE late (eu), OVERDUE (us); no other order is decided.
+    assert [(s["group"], s["good"], s["total"]) for s in by_region["series"]] == [
+        ({"attributes.region": "eu"}, 1, 2),
+        ({"attributes.region": "us"}, 0, 1),
+    ]
+    assert (by_region["good"], by_region["total"]) == (1, 3)
+
+    sync = StageLatencySli("order_to_cash", "order_created", "erp_order_created", timedelta(minutes=15))
+    two_keys = slo_engine.evaluate_one(
+        slo(sync, group_by=("channel", "attributes.region")), services.catalog, NOW
+    )
+    # Orders without the attribute form the group with an empty value: SYNCED (good), STUCK_ERP,
+    # FAILING and RECOVERED (bad).
+    assert [(s["group"], s["good"], s["total"]) for s in two_keys["series"]] == [
+        ({"channel": "web", "attributes.region": ""}, 1, 4),
+        ({"channel": "web", "attributes.region": "eu"}, 0, 2),
+        ({"channel": "web", "attributes.region": "us"}, 0, 1),
+    ]
+
+
+def test_exception_age_by_channel_system_and_attribute(
+    slo_engine: SloEngine, services: Any, client: TestClient
+) -> None:
+    from flowsight.slo.model import ExceptionAgeSli
+
+    # X: an app order whose inventory step erp failed at 09:00 (error=timeout), fixed at 10:00.
+    post(
+        client,
+        [
+            {**ev("X", "order_created", "2026-11-26T08:50:00Z"), "channel": "app"},
+            {
+                **ev("X", "inventory_reserved", "2026-11-26T09:00:00Z", "failed", 1),
+                "system": "erp",
+                "channel": "app",
+                "attributes": {"error": "timeout"},
+            },
+            {**ev("X", "inventory_reserved", "2026-11-26T10:00:00Z"), "system": "erp", "channel": "app"},
+        ],
+    )
+    at = NOW + timedelta(hours=4)  # FAILING's and RECOVERED's second exception are late by then
+
+    def series(*group_by: str) -> list[tuple[dict[str, str], int, int]]:
+        result = slo_engine.evaluate_one(
+            slo(ExceptionAgeSli(timedelta(hours=4)), group_by=group_by), services.catalog, at
+        )
+        return [(s["group"], s["good"], s["total"]) for s in result["series"]]
+
+    assert series("system") == [({"system": "erp"}, 1, 1), ({"system": "oms"}, 1, 3)]
+    assert series("channel") == [({"channel": "app"}, 1, 1), ({"channel": "web"}, 1, 3)]
+    assert series("attributes.error") == [
+        ({"attributes.error": ""}, 1, 3),
+        ({"attributes.error": "timeout"}, 1, 1),
+    ]
+
+
+def test_span_error_ratio_by_span_attribute(client: TestClient, slo_engine: SloEngine, services: Any) -> None:
+    from tests.test_otlp_protocol import json_request, span
+
+    routes = ["/orders", "/orders", "/orders", "/refunds"]
+    spans = [
+        span(f"{i + 1:016x}", "op", attrs={"http.route": route}, **({"status": {"code": 1}} if i else {}))
+        for i, route in enumerate(routes)
+    ]
+    for item in spans:
+        item["startTimeUnixNano"] = str(int(NOW.timestamp() - 600) * 10**9)
+        item["endTimeUnixNano"] = str(int(NOW.timestamp() - 599) * 10**9)
+    post_spans = client.post(
+        "/v1/traces", content=json_request(spans), headers={"content-type": "application/json"}
+    )
+    assert post_spans.status_code == 200
+    result = slo_engine.evaluate_one(
+        slo(SpanErrorRatioSli(), group_by=("system", "attributes.http.route")), services.catalog, NOW
+    )
+    # The first /orders span keeps the template's error status.
+    assert [(s["group"], s["good"], s["total"]) for s in result["series"]] == [
+        ({"system": "erp", "attributes.http.route": "/orders"}, 2, 3),
+        ({"system": "erp", "attributes.http.route": "/refunds"}, 1, 1),
+    ]
