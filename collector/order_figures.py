@@ -128,8 +128,10 @@ class OrderFigures:
         )
         return int(total), rows
 
-    def open_exceptions(self, workflow: Workflow, at: datetime) -> list[tuple[str, int, int, int, int]]:
-        """Open exceptions per stage as ``(stage, <1h, 1-4h, 4-24h, >24h)`` counts.
+    def open_exceptions(
+        self, workflow: Workflow, at: datetime
+    ) -> list[tuple[str, int, int, int, int, float]]:
+        """Open exceptions per stage as ``(stage, <1h, 1-4h, 4-24h, >24h, oldest age in s)``.
 
         The per-order state narrows the (order, stage) pairs to look at: those with a failure by
         ``at`` whose latest failure is after their latest ok, or whose latest times lie past
@@ -153,7 +155,7 @@ class OrderFigures:
                        OR lf[stage] > lo[stage]))
             SELECT stage,
                    countIf(age < 3600), countIf(age >= 3600 AND age < 14400),
-                   countIf(age >= 14400 AND age < 86400), countIf(age >= 86400)
+                   countIf(age >= 14400 AND age < 86400), countIf(age >= 86400), max(age)
             FROM (
                 SELECT stage,
                        maxIf(occurred_at, status = 'ok') AS ok_at,
@@ -169,7 +171,7 @@ class OrderFigures:
             """,
             self._params(workflow, at),
         )
-        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5])) for r in rows]
 
     def lag_quantiles(
         self, workflow: Workflow, pairs: Sequence[tuple[str, str]], at: datetime

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -13,6 +14,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from flowsight import migrations, selftrace
+from flowsight.alerts import schema as alerts_schema
+from flowsight.alerts.api import router as alerts_router
+from flowsight.alerts.dispatch import Dispatcher, NotificationLog, Receiver
+from flowsight.alerts.engine import AlertEngine
+from flowsight.alerts.loading import DEFAULT_RULES, load_rules
+from flowsight.alerts.model import RuleSet
+from flowsight.alerts.notifiers import AlertmanagerNotifier, SlackNotifier, WebhookNotifier
+from flowsight.alerts.silences import SilenceStore
+from flowsight.alerts.state import AlertStateStore
 from flowsight.clock import Clock, system_clock
 from flowsight.collector import schema as collector_schema
 from flowsight.collector.api import json_response
@@ -24,6 +34,7 @@ from flowsight.collector.order_figures import OrderFigures, SliCounts
 from flowsight.collector.otlp_api import router as otlp_router
 from flowsight.collector.otlp_ingest import OtlpIngestor
 from flowsight.collector.spool import Spool
+from flowsight.collector.system_figures import SystemFigures
 from flowsight.collector.timeline import TimelineReader
 from flowsight.collector.writer import EventWriter
 from flowsight.configfiles import load_topology, load_workflows
@@ -45,7 +56,11 @@ from flowsight.workflows import DEFAULT_WORKFLOWS, WorkflowCatalog
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: list[Migration] = [*collector_schema.MIGRATIONS, *slo_schema.MIGRATIONS]
+MIGRATIONS: list[Migration] = [
+    *collector_schema.MIGRATIONS,
+    *slo_schema.MIGRATIONS,
+    *alerts_schema.MIGRATIONS,
+]
 """Every package's migrations, in the order they apply."""
 
 
@@ -75,6 +90,10 @@ class Services:
     ingestor: EventIngestor
     otlp: OtlpIngestor
     evaluator: Evaluator
+    rules: RuleSet
+    alerts: AlertEngine
+    silences: SilenceStore
+    dispatcher: Dispatcher | None
     timelines: TimelineReader
     dead_letters: DeadLetterStore
     clock: Clock
@@ -106,6 +125,8 @@ class Services:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        if self.dispatcher is not None:
+            self.dispatcher.close()
         self.writer.stop()
         if self.owns_store:
             self.store.close()
@@ -131,13 +152,30 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
         refresh_seconds=None if settings.embedded else settings.dedup_refresh_seconds,
     )
     dead = DeadLetterStore(store, schema)
+    slos = load_slos(settings.slos_file, catalog) if settings.slos_file else DEFAULT_SLOS
+    rules = (
+        load_rules(settings.alert_rules_file, catalog, slos) if settings.alert_rules_file else DEFAULT_RULES
+    )
+    dispatcher = build_dispatcher(settings, store, schema)
+    silences = SilenceStore(store, schema)
+    alerts = AlertEngine(
+        rules=lambda: services.rules,
+        slos=lambda: services.slos,
+        catalog=lambda: services.catalog,
+        topology=lambda: services.topology,
+        activity=SystemFigures(store, schema),
+        state=AlertStateStore(store, schema),
+        silences=silences,
+        dispatcher=dispatcher,
+        clock=clock,
+    )
     services = Services(
         settings=settings,
         store=store,
         schema=schema,
         catalog=catalog,
         topology=topology,
-        slos=load_slos(settings.slos_file, catalog) if settings.slos_file else DEFAULT_SLOS,
+        slos=slos,
         writer=writer,
         ingestor=EventIngestor(
             writer,
@@ -154,7 +192,12 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
             lambda: services.slos,
             lambda: services.catalog,
             clock,
+            followers={"alerts": alerts.evaluate},
         ),
+        rules=rules,
+        alerts=alerts,
+        silences=silences,
+        dispatcher=dispatcher,
         timelines=TimelineReader(store, schema),
         dead_letters=dead,
         clock=clock,
@@ -163,6 +206,41 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     services.registry.register(CollectorHealth(writer))
     services.registry.register(EvaluationMetrics(services.evaluator))
     return services
+
+
+def build_dispatcher(settings: Settings, store: Store, schema: Schema) -> Dispatcher | None:
+    """The configured receivers (Alertmanager, webhook, Slack); None when there are none."""
+    timeout = settings.notify_timeout_seconds
+
+    def grouped(notifier: WebhookNotifier | SlackNotifier) -> Receiver:
+        return Receiver(
+            notifier,
+            group_by=tuple(settings.alert_group_by),
+            group_wait=timedelta(seconds=settings.alert_group_wait_seconds),
+            group_interval=timedelta(seconds=settings.alert_group_interval_seconds),
+            repeat_interval=timedelta(seconds=settings.alert_repeat_interval_seconds),
+        )
+
+    receivers: list[Receiver] = []
+    if settings.alertmanager_url:
+        # As Prometheus does: firing alerts expire in Alertmanager 4 evaluations after the last send.
+        ttl = timedelta(seconds=4 * max(60.0, settings.evaluation_interval_seconds))
+        receivers.append(
+            Receiver(AlertmanagerNotifier(settings.alertmanager_url, ttl, timeout_s=timeout), grouped=False)
+        )
+    if settings.alert_webhook_url:
+        receivers.append(grouped(WebhookNotifier(settings.alert_webhook_url, timeout_s=timeout)))
+    if settings.slack_webhook_url:
+        receivers.append(grouped(SlackNotifier(settings.slack_webhook_url, timeout_s=timeout)))
+    if not receivers:
+        return None
+    return Dispatcher(
+        receivers,
+        NotificationLog(store, schema),
+        external_url=settings.external_url,
+        retry_attempts=settings.notify_retry_attempts,
+        retry_base_s=settings.notify_retry_base_seconds,
+    )
 
 
 def create_app(services: Services) -> FastAPI:
@@ -219,6 +297,7 @@ def create_app(services: Services) -> FastAPI:
             services.evaluator,
         )
     )
+    app.include_router(alerts_router(services.alerts, services.silences, services.clock))
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> Response:

@@ -142,6 +142,72 @@ class Settings(BaseSettings):
         None,
         description="YAML file of SLOs; default: the built-in retail SLOs. Env FLOWSIGHT_SLOS_FILE.",
     )
+    alert_rules_file: Path | None = Field(
+        None,
+        description="YAML file of alert rules; default: the built-in retail rules. "
+        "Env FLOWSIGHT_ALERT_RULES_FILE.",
+    )
+    # -- notifications ----------------------------------------------------------------------
+    alertmanager_url: str | None = Field(
+        None,
+        description="Prometheus Alertmanager base URL (alerts go to its API v2, re-sent while firing); "
+        "unset: none. Env FLOWSIGHT_ALERTMANAGER_URL.",
+    )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="URL that receives grouped notifications as Alertmanager webhook v4 bodies; unset: "
+        "none. Env FLOWSIGHT_ALERT_WEBHOOK_URL.",
+    )
+    slack_webhook_url: str | None = Field(
+        None,
+        description="Slack-compatible incoming-webhook URL for grouped notifications; unset: none. "
+        "Env FLOWSIGHT_SLACK_WEBHOOK_URL.",
+    )
+    alert_group_by: list[str] = Field(
+        default_factory=lambda: ["alertname", "system"],
+        description="Labels that group notifications for the webhook and Slack receivers. Default "
+        "alertname, system. Env FLOWSIGHT_ALERT_GROUP_BY (JSON list).",
+    )
+    alert_group_wait_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a new notification group waits before its first notification. Default 30 s. "
+        "Env FLOWSIGHT_ALERT_GROUP_WAIT_SECONDS.",
+    )
+    alert_group_interval_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds between notifications of a changed group. Default 300 s. "
+        "Env FLOWSIGHT_ALERT_GROUP_INTERVAL_SECONDS.",
+    )
+    alert_repeat_interval_seconds: float = Field(
+        14400.0,
+        ge=0,
+        description="Seconds before an unchanged firing group is notified again. Default 14400 s (4h). "
+        "Env FLOWSIGHT_ALERT_REPEAT_INTERVAL_SECONDS.",
+    )
+    notify_retry_attempts: int = Field(
+        5,
+        ge=1,
+        description="Delivery attempts per notification, with exponential backoff between them. "
+        "Default 5. Env FLOWSIGHT_NOTIFY_RETRY_ATTEMPTS.",
+    )
+    notify_retry_base_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Backoff before the second attempt, doubling after each failure (at most 60 s). "
+        "Default 1 s. Env FLOWSIGHT_NOTIFY_RETRY_BASE_SECONDS.",
+    )
+    notify_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Timeout of one delivery attempt. Default 5 s. Env FLOWSIGHT_NOTIFY_TIMEOUT_SECONDS.",
+    )
+    external_url: str = Field(
+        "",
+        description="The URL people reach flowsight at; alert links (generatorURL) point there. "
+        "Default: none. Env FLOWSIGHT_EXTERNAL_URL.",
+    )
     # -- self-observability -------------------------------------------------------------------
     self_tracing: bool = Field(
         False,
@@ -156,6 +222,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level. Default info. Env FLOWSIGHT_LOG_LEVEL."
     )
+
+    @field_validator("alertmanager_url", "alert_webhook_url", "slack_webhook_url", "external_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("clickhouse_dsn")
     @classmethod

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs beyond Python (installed with apt-get when missing):
-# prometheus, which scrapes the service's /metrics in an end-to-end test.
+# prometheus, which scrapes the service's /metrics in an end-to-end test, and
+# prometheus-alertmanager, the real Alertmanager the notifier tests post alerts to.
 set -euo pipefail
-packages=(prometheus)
+packages=(prometheus prometheus-alertmanager)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -89,7 +89,7 @@ def _windows(slo: Slo, at: datetime) -> list[int]:
     return windows
 
 
-def _label(seconds: int) -> str:
+def window_label(seconds: int) -> str:
     """``28d``, ``5h36m``, ``4m40s``: the window as Prometheus writes durations (no weeks)."""
     out = ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
@@ -167,7 +167,7 @@ class SloEngine:
             "description": slo.description,
             "objective": slo.objective,
             "sli": {"kind": slo.sli.kind},
-            "window": "calendar_month" if slo.window is CALENDAR_MONTH else _label(windows[0]),
+            "window": "calendar_month" if slo.window is CALENDAR_MONTH else window_label(windows[0]),
             "group_by": list(slo.group_by),
             "evaluated_at": iso_utc(at),
         }
@@ -221,7 +221,7 @@ class SloEngine:
         good, total = per_window[0]
         bad_ratio = (total - good) / total if total else 0.0
         burn = {
-            _label(w): ((t - g) / t) / budget if t else 0.0
+            window_label(w): ((t - g) / t) / budget if t else 0.0
             for w, (g, t) in zip(windows, per_window, strict=True)
         }
         if total < slo.min_events:
@@ -229,8 +229,8 @@ class SloEngine:
         elif 1 - bad_ratio / budget <= 0:
             status = "exhausted"
         elif any(
-            burn[_label(int(r.long.total_seconds()))] >= r.burn_rate
-            and burn[_label(int(r.short.total_seconds()))] >= r.burn_rate
+            burn[window_label(int(r.long.total_seconds()))] >= r.burn_rate
+            and burn[window_label(int(r.short.total_seconds()))] >= r.burn_rate
             and per_window[windows.index(int(r.long.total_seconds()))][1] >= slo.min_events
             for r in slo.burn_windows
             if r.severity == "page"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,10 @@ from flowsight.workflows import WorkflowCatalog
 log = logging.getLogger(__name__)
 
 
+Follower = Callable[[datetime, list[dict[str, Any]], dict[str, Any]], Any]
+"""Runs after each evaluation with its ``at``, SLO results and flow health (the alert engine)."""
+
+
 class Evaluator:
     """Evaluates and records; one run at a time."""
 
@@ -31,6 +35,7 @@ class Evaluator:
         slos: Callable[[], SloCatalog],
         workflows: Callable[[], WorkflowCatalog],
         clock: Callable[[], datetime],
+        followers: Mapping[str, Follower] | None = None,
     ):
         self.engine = engine
         self.flow = flow
@@ -39,6 +44,7 @@ class Evaluator:
         self.slos = slos
         self.workflows = workflows
         self.clock = clock
+        self.followers = dict(followers or {})
         self._lock = threading.Lock()
         self.runs = 0
         self.last_seconds: float | None = None
@@ -51,6 +57,14 @@ class Evaluator:
             results = self.engine.evaluate(self.slos(), self.workflows(), when)
             flow = self.flow.evaluate(self.workflows(), when)
             self.snapshots.write(when, results)
+            followed: dict[str, Any] = {}
+            for key, follower in self.followers.items():
+                try:
+                    followed[key] = follower(when, results, flow)
+                except Exception as exc:
+                    # SLO figures stand on their own; a failing follower is reported, not fatal.
+                    log.exception("%s evaluation failed", key)
+                    followed[key] = {"error": f"{type(exc).__name__}: {exc}"}
             self.last_seconds = time.perf_counter() - started
             self.runs += 1
             self.last = {
@@ -58,6 +72,7 @@ class Evaluator:
                 "duration_s": self.last_seconds,
                 "slos": results,
                 "flow": flow,
+                **followed,
             }
             return self.last
 

@@ -34,7 +34,9 @@ class FlowFigures(Protocol):
         """An object with ``funnel``, ``completion`` (in_flight, completed, due, on_time) and
         ``stuck_by_stage``."""
 
-    def open_exceptions(self, workflow: Workflow, at: datetime) -> list[tuple[str, int, int, int, int]]: ...
+    def open_exceptions(
+        self, workflow: Workflow, at: datetime
+    ) -> list[tuple[str, int, int, int, int, float]]: ...
 
     def lag_quantiles(
         self, workflow: Workflow, pairs: Sequence[tuple[str, str]], at: datetime
@@ -65,6 +67,7 @@ class FlowHealth:
         aging = dict.fromkeys(AGING_BUCKETS, 0)
         backlog: dict[str, int] = {}
         exceptions_by_stage: dict[str, dict[str, int]] = {}
+        oldest: dict[str, dict[str, float]] = {}
         sync_lag: dict[str, dict[str, Any]] = {}
         for workflow in catalog:
             summary = self.figures.summary(workflow, at)
@@ -84,8 +87,11 @@ class FlowHealth:
                 "stuck": {"total": sum(stuck.values()), "by_stage": stuck, "by_system": by_system},
             }
             per_stage: dict[str, int] = {}
-            for stage, *buckets in self.figures.open_exceptions(workflow, at):
+            oldest_here: dict[str, float] = {}
+            for stage, b1, b2, b3, b4, oldest_s in self.figures.open_exceptions(workflow, at):
+                buckets = (b1, b2, b3, b4)
                 count = sum(buckets)
+                oldest_here[stage] = oldest_s
                 open_total += count
                 per_stage[stage] = count
                 for name, n in zip(AGING_BUCKETS, buckets, strict=True):
@@ -94,6 +100,7 @@ class FlowHealth:
                 system = owner.owner if owner else "unknown"
                 backlog[system] = backlog.get(system, 0) + count
             exceptions_by_stage[workflow.name] = per_stage
+            oldest[workflow.name] = oldest_here
             for (a, b), (p50, p95, p99, n) in self.figures.lag_quantiles(
                 workflow, lag_pairs(workflow), at
             ).items():
@@ -110,7 +117,12 @@ class FlowHealth:
         return {
             "evaluated_at": iso_utc(at),
             "workflows": workflows,
-            "exceptions": {"open": open_total, "aging": aging, "by_stage": exceptions_by_stage},
+            "exceptions": {
+                "open": open_total,
+                "aging": aging,
+                "by_stage": exceptions_by_stage,
+                "oldest_s": oldest,
+            },
             "backlog": dict(sorted(backlog.items())),
             "sync_lag": sync_lag,
             "ingest": ingest,

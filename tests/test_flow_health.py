@@ -112,6 +112,8 @@ def test_open_exceptions_age_from_the_first_failure_after_the_last_ok(loaded: Te
     assert health["exceptions"]["open"] == 2
     assert health["exceptions"]["aging"] == {"<1h": 1, "1-4h": 1, "4-24h": 0, ">24h": 0}
     assert health["backlog"] == {"erp": 2}
+    # FAILING's exception, opened 09:05, is the oldest at 12:00.
+    assert health["exceptions"]["oldest_s"]["order_to_cash"] == {"inventory_reserved": 2 * 3600 + 55 * 60}
 
 
 def test_sync_lag_percentiles(loaded: TestClient) -> None:

@@ -198,3 +198,61 @@ ORDER BY (slo, series, evaluated_at);
 CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots ON CLUSTER retail AS flowsight.slo_snapshots_local
 ENGINE = Distributed(retail, flowsight, slo_snapshots_local, cityHash64(slo));
 
+CREATE TABLE IF NOT EXISTS flowsight.alert_state_local ON CLUSTER retail
+(
+    fingerprint String,
+    alertname LowCardinality(String),
+    system LowCardinality(String),
+    labels Map(String, String),
+    annotations Map(String, String),
+    rule_kind LowCardinality(String),
+    system_health Bool,
+    state LowCardinality(String),
+    value Float64,
+    active_since DateTime64(3, 'UTC'),
+    last_active_at DateTime64(3, 'UTC'),
+    fired_at Nullable(DateTime64(3, 'UTC')),
+    resolved_at Nullable(DateTime64(3, 'UTC')),
+    suppressed_by String,
+    silenced_by Array(String),
+    updated_at DateTime64(3, 'UTC'),
+    version UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowsight/alert_state_local', '{replica}', version)
+ORDER BY fingerprint;
+
+CREATE TABLE IF NOT EXISTS flowsight.alert_state ON CLUSTER retail AS flowsight.alert_state_local
+ENGINE = Distributed(retail, flowsight, alert_state_local, cityHash64(fingerprint));
+
+CREATE TABLE IF NOT EXISTS flowsight.alert_notifications_local ON CLUSTER retail
+(
+    receiver LowCardinality(String),
+    fingerprint String,
+    group_key String,
+    status LowCardinality(String),
+    sent_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowsight/alert_notifications_local', '{replica}', sent_at)
+ORDER BY (receiver, fingerprint);
+
+CREATE TABLE IF NOT EXISTS flowsight.alert_notifications ON CLUSTER retail AS flowsight.alert_notifications_local
+ENGINE = Distributed(retail, flowsight, alert_notifications_local, cityHash64(fingerprint));
+
+CREATE TABLE IF NOT EXISTS flowsight.silences_local ON CLUSTER retail
+(
+    id String,
+    matchers String,
+    starts_at DateTime64(3, 'UTC'),
+    ends_at DateTime64(3, 'UTC'),
+    created_by String,
+    comment String,
+    created_at DateTime64(3, 'UTC'),
+    expired_at Nullable(DateTime64(3, 'UTC')),
+    version UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowsight/silences_local', '{replica}', version)
+ORDER BY id;
+
+CREATE TABLE IF NOT EXISTS flowsight.silences ON CLUSTER retail AS flowsight.silences_local
+ENGINE = Distributed(retail, flowsight, silences_local, cityHash64(id));
+

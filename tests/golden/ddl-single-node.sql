@@ -171,3 +171,52 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(evaluated_at)
 ORDER BY (slo, series, evaluated_at);
 
+CREATE TABLE IF NOT EXISTS flowsight.alert_state
+(
+    fingerprint String,
+    alertname LowCardinality(String),
+    system LowCardinality(String),
+    labels Map(String, String),
+    annotations Map(String, String),
+    rule_kind LowCardinality(String),
+    system_health Bool,
+    state LowCardinality(String),
+    value Float64,
+    active_since DateTime64(3, 'UTC'),
+    last_active_at DateTime64(3, 'UTC'),
+    fired_at Nullable(DateTime64(3, 'UTC')),
+    resolved_at Nullable(DateTime64(3, 'UTC')),
+    suppressed_by String,
+    silenced_by Array(String),
+    updated_at DateTime64(3, 'UTC'),
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY fingerprint;
+
+CREATE TABLE IF NOT EXISTS flowsight.alert_notifications
+(
+    receiver LowCardinality(String),
+    fingerprint String,
+    group_key String,
+    status LowCardinality(String),
+    sent_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(sent_at)
+ORDER BY (receiver, fingerprint);
+
+CREATE TABLE IF NOT EXISTS flowsight.silences
+(
+    id String,
+    matchers String,
+    starts_at DateTime64(3, 'UTC'),
+    ends_at DateTime64(3, 'UTC'),
+    created_by String,
+    comment String,
+    created_at DateTime64(3, 'UTC'),
+    expired_at Nullable(DateTime64(3, 'UTC')),
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY id;
+
