@@ -22,7 +22,7 @@ def _field_errors(exc: ValidationError) -> str:
         loc = ""
         for item in error["loc"]:
             loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
-        parts.append(f"{loc or 'body'}: {error['msg']}")
+        parts.append(f"{loc or 'body'}: {error['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 

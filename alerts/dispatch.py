@@ -28,6 +28,7 @@ import pyarrow as pa
 from flowsight.alerts.lifecycle import Alert
 from flowsight.alerts.notification import AlertView, DeliveryError, Notification
 from flowsight.alerts.notifiers import Notifier
+from flowsight.clock import system_clock
 from flowsight.ddl import Schema
 from flowsight.store import Store
 from flowsight.timefmt import as_utc, to_ms
@@ -81,6 +82,9 @@ class NotificationLog:
         self.store.insert_arrow(self.schema.table("alert_notifications"), table)
 
 
+_Job = tuple[Notification, datetime]
+
+
 @dataclass
 class _Group:
     first_new_at: datetime | None = None
@@ -116,6 +120,7 @@ class Dispatcher:
         retry_base_s: float = 1.0,
         retry_max_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = system_clock,
     ):
         self.receivers = list(receivers)
         self.log = notification_log
@@ -124,11 +129,12 @@ class Dispatcher:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.sleep = sleep
+        self.clock = clock
         self.stats = DeliveryStats()
         self._told: dict[tuple[str, str], str] = {}
         self._groups: dict[tuple[str, str], _Group] = {}
         self._lock = threading.Lock()
-        self._queues: dict[str, queue.Queue[tuple[Notification, datetime] | None]] = {}
+        self._queues: dict[str, queue.Queue[_Job | None]] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._loaded = False
@@ -244,7 +250,7 @@ class Dispatcher:
             self._queue(receiver).put((notification, at))
         return len(planned)
 
-    def _queue(self, receiver: Receiver) -> queue.Queue[tuple[Notification, datetime] | None]:
+    def _queue(self, receiver: Receiver) -> queue.Queue[_Job | None]:
         q = self._queues.get(receiver.name)
         if q is None:
             q = self._queues[receiver.name] = queue.Queue()
@@ -255,7 +261,7 @@ class Dispatcher:
             self._threads.append(thread)
         return q
 
-    def _work(self, receiver: Receiver, q: queue.Queue[tuple[Notification, datetime] | None]) -> None:
+    def _work(self, receiver: Receiver, q: queue.Queue[_Job | None]) -> None:
         while True:
             job = q.get()
             try:
@@ -266,13 +272,17 @@ class Dispatcher:
                 q.task_done()
 
     def deliver(self, receiver: Receiver, notification: Notification, at: datetime) -> bool:
-        """Send with retries and backoff; record what the receiver was told, or revert it."""
+        """Send with retries and backoff; record what the receiver was told, or revert it.
+
+        ``at`` is the evaluation's time (what the lifecycle times are relative to); the send
+        itself happens now, by the clock, which is what Alertmanager's ``endsAt`` of a firing
+        alert is reckoned from."""
         name = receiver.name
         for attempt in range(self.retry_attempts):
             if self._stop.is_set():
                 break
             try:
-                receiver.notifier.send(notification, at)
+                receiver.notifier.send(notification, self.clock())
             except DeliveryError as exc:
                 with self._lock:
                     self.stats.failed_attempts[name] = self.stats.failed_attempts.get(name, 0) + 1

@@ -31,8 +31,9 @@ class MatcherSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128, description="Label name.")
-    value: str = Field(max_length=1024, description="Label value, or a regex matching the whole value.")
+    # isRegex comes before value: the value's check reads it.
     isRegex: bool = Field(False, description="Whether value is a regular expression.")
+    value: str = Field(max_length=1024, description="Label value, or a regex matching the whole value.")
     isEqual: bool = Field(True, description="False negates the match.")
 
     @field_validator("value")
@@ -128,10 +129,10 @@ class SilenceStore:
         """Store a new silence. Raises ValueError naming the field when the range is empty."""
         starts = as_utc(spec.startsAt) if spec.startsAt else now
         ends = as_utc(spec.endsAt)
-        if ends <= starts:
-            raise ValueError("endsAt: must be after startsAt")
         if ends <= now:
             raise ValueError("endsAt: must be in the future")
+        if ends <= starts:
+            raise ValueError("endsAt: must be after startsAt")
         silence = Silence(
             id=str(uuid.uuid4()),
             matchers=tuple(Matcher(m.name, m.value, m.isRegex, m.isEqual) for m in spec.matchers),

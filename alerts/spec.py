@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from flowsight.durations import parse_duration
 from flowsight.spec import Name, SystemName, _Spec
@@ -146,19 +147,51 @@ class ThresholdRuleSpec(_RuleSpec):
     system: SystemName = Field(description="The system the figure concerns (the alert's system label).")
 
 
-RuleSpec = Annotated[
+RuleSpec = (
     BurnRateRuleSpec
     | StuckOrdersRuleSpec
     | ExceptionAgingRuleSpec
     | SystemErrorRatioRuleSpec
     | SystemSilenceRuleSpec
-    | ThresholdRuleSpec,
-    Field(discriminator="kind"),
-]
+    | ThresholdRuleSpec
+)
+
+RULE_KINDS: dict[str, type[_RuleSpec]] = {
+    "burn_rate": BurnRateRuleSpec,
+    "stuck_orders": StuckOrdersRuleSpec,
+    "exception_aging": ExceptionAgingRuleSpec,
+    "system_error_ratio": SystemErrorRatioRuleSpec,
+    "system_silence": SystemSilenceRuleSpec,
+    "threshold": ThresholdRuleSpec,
+}
+
+
+def _kind_error(reason: str, kind: object) -> ValidationError:
+    detail: InitErrorDetails = {
+        "type": PydanticCustomError("rule_kind", reason),
+        "loc": ("kind",),
+        "input": kind,
+    }
+    return ValidationError.from_exception_data("RuleSpec", [detail])
+
+
+def _dispatch_on_kind(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    # Validating the chosen model directly keeps its errors at `rules[i].<field>` (a tagged union
+    # would put the tag into the path, `rules[i].stuck_orders.for`, which no file contains).
+    if not isinstance(value, dict):
+        return handler(value)
+    kinds = ", ".join(RULE_KINDS)
+    kind = value.get("kind")
+    if kind is None:
+        raise _kind_error(f"kind is required: one of {kinds}", kind)
+    model = RULE_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise _kind_error(f"unknown rule kind {kind!r}: expected one of {kinds}", kind)
+    return model.model_validate(value, context=info.context)
 
 
 class AlertRulesFileV1(_Spec):
     """An alert-rules file: ``version: 1`` and its rules."""
 
     version: Literal[1] = Field(description="Spec version; 1.")
-    rules: list[RuleSpec] = Field(description="The alert rules.")
+    rules: list[Annotated[RuleSpec, WrapValidator(_dispatch_on_kind)]] = Field(description="The alert rules.")

@@ -156,7 +156,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     rules = (
         load_rules(settings.alert_rules_file, catalog, slos) if settings.alert_rules_file else DEFAULT_RULES
     )
-    dispatcher = build_dispatcher(settings, store, schema)
+    dispatcher = build_dispatcher(settings, store, schema, clock)
     silences = SilenceStore(store, schema)
     alerts = AlertEngine(
         rules=lambda: services.rules,
@@ -208,7 +208,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     return services
 
 
-def build_dispatcher(settings: Settings, store: Store, schema: Schema) -> Dispatcher | None:
+def build_dispatcher(settings: Settings, store: Store, schema: Schema, clock: Clock) -> Dispatcher | None:
     """The configured receivers (Alertmanager, webhook, Slack); None when there are none."""
     timeout = settings.notify_timeout_seconds
 
@@ -240,6 +240,7 @@ def build_dispatcher(settings: Settings, store: Store, schema: Schema) -> Dispat
         external_url=settings.external_url,
         retry_attempts=settings.notify_retry_attempts,
         retry_base_s=settings.notify_retry_base_seconds,
+        clock=clock,
     )
 
 

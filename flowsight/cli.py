@@ -72,14 +72,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from flowsight.alerts.loading import check_rules_file
-    from flowsight.slo.loading import check_slo_file
+    from flowsight.slo.loading import DEFAULT_SLOS, check_slo_file
     from flowsight.workflows import DEFAULT_WORKFLOWS
 
-    # SLO and alert-rule files are checked against the built-in workflows (check-config takes
-    # no workflows file to pair them with); rule files name SLOs, which are not checked here.
+    # SLO and alert-rule files are checked against the built-in workflows and SLOs
+    # (check-config takes no workflows or SLO file to pair them with).
     checkers = {
         "slos": lambda p: check_slo_file(p, DEFAULT_WORKFLOWS),
-        "rules": lambda p: check_rules_file(p, DEFAULT_WORKFLOWS),
+        "rules": lambda p: check_rules_file(p, DEFAULT_WORKFLOWS, DEFAULT_SLOS),
     }
     failed = 0
     for path in args.paths:
