@@ -19,6 +19,7 @@ from flowsight.alerts.api import router as alerts_router
 from flowsight.alerts.dispatch import Dispatcher, NotificationLog, Receiver
 from flowsight.alerts.engine import AlertEngine
 from flowsight.alerts.loading import DEFAULT_RULES, load_rules
+from flowsight.alerts.metrics import AlertMetrics
 from flowsight.alerts.model import RuleSet
 from flowsight.alerts.notifiers import AlertmanagerNotifier, SlackNotifier, WebhookNotifier
 from flowsight.alerts.silences import SilenceStore
@@ -205,6 +206,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     )
     services.registry.register(CollectorHealth(writer))
     services.registry.register(EvaluationMetrics(services.evaluator))
+    services.registry.register(AlertMetrics(alerts, dispatcher))
     return services
 
 

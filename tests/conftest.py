@@ -19,6 +19,7 @@ from flowsight.app import Services, build_services, create_app
 from flowsight.clock import FixedClock
 from flowsight.settings import Settings
 from flowsight.store import Store
+from tests.receiver import Receiver
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -72,3 +73,17 @@ def event(n: int | str, stage: str = "order_created", **fields: Any) -> dict[str
     }
     base.update(fields)
     return base
+
+
+@pytest.fixture
+def webhook() -> Iterator[Receiver]:
+    """A local HTTP receiver standing in for a webhook endpoint."""
+    with Receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def slack() -> Iterator[Receiver]:
+    """A local HTTP receiver standing in for a Slack incoming webhook."""
+    with Receiver() as receiver:
+        yield receiver

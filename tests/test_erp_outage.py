@@ -15,7 +15,6 @@ clock, from which a firing alert's ``endsAt`` is set.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,18 +31,6 @@ from tests.receiver import Receiver
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 B = NOW - timedelta(hours=8)  # the outage starts (first evaluation)
-
-
-@pytest.fixture
-def webhook() -> Iterator[Receiver]:
-    with Receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def slack() -> Iterator[Receiver]:
-    with Receiver() as receiver:
-        yield receiver
 
 
 @pytest.fixture
