@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flowsight.collector.order_pass import Part, base_columns, orders_sql, run, stage_index
 from flowsight.ddl import Schema
 from flowsight.store import Store
 from flowsight.timefmt import as_utc
@@ -22,12 +23,7 @@ _AT = "{at:DateTime64(3, 'UTC')}"
 
 
 def _orders(table: str) -> str:
-    """One row per order of ``{wf}`` seen by ``{at}``, with its stage maps cut at ``{at}``."""
-    return f"""
-        SELECT correlation_id, first_seen, channel,
-               mapFilter((k, v) -> v <= {_AT}, reached) AS r
-        FROM {table} FINAL
-        WHERE workflow = {{wf:String}} AND first_seen <= {_AT}"""
+    return orders_sql(table)
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,121 @@ class Summary:
     stuck_by_stage: dict[str, int]
 
 
+def summary_part(workflow: Workflow) -> Part:
+    """Funnel, completion and stuck orders by the stage they wait for."""
+    names = list(stage_index(workflow))
+    n_seq = len(workflow.sequence)
+
+    def decode(values: Sequence[Any]) -> Summary:
+        funnel, (stuck_keys, stuck_counts) = values[0], values[5]
+        return Summary(
+            funnel={name: int(n) for name, n in zip(names, funnel, strict=False) if n},
+            completion=Completion(*(int(x) for x in values[1:5])),
+            stuck_by_stage={names[int(k) - 1]: int(n) for k, n in zip(stuck_keys, stuck_counts, strict=True)},
+        )
+
+    return Part(
+        columns=[
+            f"NOT done AND last BETWEEN 1 AND {n_seq - 1} AND at_ms - t[last] > 1000 * slas[last + 1] AS stuck"
+        ],
+        aggregates=[
+            "sumForEach(arrayMap(x -> toUInt64(x > 0), t))",
+            "countIf(NOT done)",
+            "countIf(done)",
+            "countIf(done OR at_ms - first_ms > {deadline_ms:Int64})",
+            "countIf(done AND done_ms - first_ms <= {deadline_ms:Int64})",
+            "sumMapIf([toUInt8(last + 1)], [toUInt64(1)], stuck)",
+        ],
+        decode=decode,
+    )
+
+
+def lag_part(workflow: Workflow, pairs: Sequence[tuple[str, str]]) -> Part:
+    """p50, p95, p99 and the count of the time between the stages of each pair."""
+    index = stage_index(workflow)
+    aggregates = []
+    for a, b in pairs:
+        has = f"t[{index[a]}] > 0 AND t[{index[b]}] > 0"
+        lag = f"(t[{index[b]}] - t[{index[a]}]) / 1000"
+        aggregates += [f"quantilesExactIf(0.5, 0.95, 0.99)({lag}, {has})", f"countIf({has})"]
+
+    def decode(values: Sequence[Any]) -> dict[tuple[str, str], tuple[float, float, float, int]]:
+        out: dict[tuple[str, str], tuple[float, float, float, int]] = {}
+        for i, (a, b) in enumerate(pairs):
+            q, n = values[2 * i], int(values[2 * i + 1])
+            if n:
+                out[(a, b)] = (float(q[0]), float(q[1]), float(q[2]), n)
+        return out
+
+    return Part(aggregates=aggregates or ["count()"], decode=decode)
+
+
+def _sli_columns(
+    workflow: Workflow, specs: Sequence[OrderSli], windows: Sequence[int]
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Per-order columns and, per spec, two aggregates of per-window counts (good, decided), in
+    milliseconds since the epoch.
+
+    ``completion``: completed within the deadline (good); decided when completed or at the
+    deadline. ``stage_latency``: ``to`` reached within the threshold of ``from`` (good);
+    decided when reached or at the threshold, for orders that reached ``from``. An order
+    counts in a window when it was decided inside it (``0 <= at - decided < window``); the
+    windows are one array, summed element-wise (``sumForEach``), not a ``countIf`` each.
+    """
+    index = stage_index(workflow)
+    columns, aggregates = [], []
+    params: dict[str, Any] = {"sli_windows": [int(w) * 1000 for w in windows]}
+    never = 2**62  # an age past every window: not decided by ``at``
+    for k, spec in enumerate(specs):
+        if spec.kind == "completion":
+            columns.append(
+                f"done AND done_ms <= deadline_ms_at AS good{k}, if(good{k}, done_ms, deadline_ms_at) AS decided{k}, "
+                f"if(decided{k} <= at_ms, at_ms - decided{k}, {never}) AS age{k}"
+            )
+        else:
+            a, b = f"t[{index.get(spec.from_stage, 0)}]", f"t[{index.get(spec.to_stage, 0)}]"
+            params[f"st{k}"] = int(spec.threshold_s * 1000)
+            columns.append(
+                f"{a} + {{st{k}:Int64}} AS limit{k}, "
+                f"{b} > 0 AND {b} <= limit{k} AS good{k}, if(good{k}, {b}, limit{k}) AS decided{k}, "
+                f"if({a} > 0 AND decided{k} <= at_ms, at_ms - decided{k}, {never}) AS age{k}"
+            )
+        flags = f"arrayMap(w -> toUInt64(age{k} < w), {{sli_windows:Array(Int64)}})"
+        aggregates += [f"sumForEachIf({flags}, good{k})", f"sumForEach({flags})"]
+    return columns, aggregates, params
+
+
+def _split(values: Sequence[Any], specs: int, windows: int) -> list[list[tuple[int, int]]]:
+    """``[good per window], [decided per window]`` per spec as ``[(good, decided), ...]`` per spec;
+    an empty array (no rows) counts as zeros."""
+    out = []
+    for k in range(specs):
+        good, total = values[2 * k] or [0] * windows, values[2 * k + 1] or [0] * windows
+        out.append([(int(g), int(n)) for g, n in zip(good, total, strict=True)])
+    return out
+
+
+def sli_part(workflow: Workflow, specs: Sequence[OrderSli], windows: Sequence[int]) -> Part:
+    """Ungrouped counts of order SLIs, one ``GroupCounts`` per spec (empty when nothing decided)."""
+    columns, aggregates, params = _sli_columns(workflow, specs, windows)
+
+    def decode(values: Sequence[Any]) -> list[GroupCounts]:
+        return [
+            {(): c} if any(g or t for g, t in c) else {} for c in _split(values, len(specs), len(windows))
+        ]
+
+    return Part(columns=columns, aggregates=aggregates, params=params, decode=decode)
+
+
+@dataclass(frozen=True)
+class WorkflowScan:
+    """What one pass over a workflow's orders gives: flow figures and order-SLI counts."""
+
+    summary: Summary
+    lags: dict[tuple[str, str], tuple[float, float, float, int]]
+    slis: list[GroupCounts]
+
+
 class OrderFigures:
     """ClickHouse-backed reads of the flow figures (the SLO engine's source of order state)."""
 
@@ -57,35 +168,25 @@ class OrderFigures:
 
     def summary(self, workflow: Workflow, at: datetime) -> Summary:
         """Funnel, completion and stuck orders by stage, in one pass over the per-order state."""
-        [row] = self.store.rows(
-            f"""
-            SELECT sumMap(mapKeys(r), arrayWithConstant(length(r), toUInt64(1))),
-                   countIf(NOT done), countIf(done),
-                   countIf(done OR dateDiff('millisecond', first_seen, {_AT}) > {{deadline_ms:Int64}}),
-                   countIf(done AND dateDiff('millisecond', first_seen, done_at) <= {{deadline_ms:Int64}}),
-                   sumMapIf([stages[last + 1]], [toUInt64(1)], stuck)
-            FROM (
-                SELECT r, first_seen,
-                       {{stages:Array(String)}} AS stages, {{slas:Array(Int64)}} AS slas,
-                       arrayFilter(t -> mapContains(r, t), {{terminal:Array(String)}}) AS hit,
-                       notEmpty(hit) AS done,
-                       if(done, arrayMin(arrayMap(t -> r[t], hit)), first_seen) AS done_at,
-                       arrayLastIndex(s -> mapContains(r, s), stages) AS last,
-                       NOT done AND last BETWEEN 1 AND length(stages) - 1
-                           AND dateDiff('millisecond', r[stages[last]], {_AT}) > 1000 * slas[last + 1] AS stuck
-                FROM ({_orders(self.schema.table("order_state"))}))
-            """,
-            self._stuck_params(
-                workflow, at, deadline_ms=int(workflow.completion_deadline.total_seconds() * 1000)
-            ),
-        )
-        funnel_keys, funnel_counts = row[0]
-        stuck_keys, stuck_counts = row[5]
-        return Summary(
-            funnel={str(k): int(n) for k, n in zip(funnel_keys, funnel_counts, strict=True)},
-            completion=Completion(*(int(x) for x in row[1:5])),
-            stuck_by_stage={str(k): int(n) for k, n in zip(stuck_keys, stuck_counts, strict=True)},
-        )
+        [summary] = run(self.store, self.schema.table("order_state"), workflow, at, [summary_part(workflow)])
+        return summary
+
+    def scan(
+        self,
+        workflow: Workflow,
+        at: datetime,
+        *,
+        pairs: Sequence[tuple[str, str]],
+        slis: Sequence[OrderSli] = (),
+        windows: Sequence[int] = (),
+    ) -> WorkflowScan:
+        """The summary, the lag percentiles of ``pairs`` and the ungrouped counts of ``slis`` over
+        ``windows``, all in one pass over the workflow's orders."""
+        parts = [summary_part(workflow), lag_part(workflow, pairs)]
+        if slis:
+            parts.append(sli_part(workflow, slis, windows))
+        results = run(self.store, self.schema.table("order_state"), workflow, at, parts)
+        return WorkflowScan(results[0], results[1], results[2] if slis else [])
 
     def _stuck_sql(self, workflow: Workflow) -> str:
         return f"""
@@ -131,47 +232,64 @@ class OrderFigures:
     def open_exceptions(
         self, workflow: Workflow, at: datetime
     ) -> list[tuple[str, int, int, int, int, float]]:
-        """Open exceptions per stage as ``(stage, <1h, 1-4h, 4-24h, >24h, oldest age in s)``.
+        """Open exceptions per stage as ``(stage, <1h, 1-4h, 4-24h, >24h, oldest age in s)``."""
+        return self.exception_scan(at, [])[0].get(workflow.name, [])
 
-        The per-order state narrows the (order, stage) pairs to look at: those with a failure by
-        ``at`` whose latest failure is after their latest ok, or whose latest times lie past
-        ``at`` (so the state cannot tell). The events of just those pairs then give the exact
-        answer as of ``at``: open when the last failure follows the last ok, opened by the first
-        failure after that ok.
-        """
-        state = self.schema.table("order_state")
-        events = self.schema.table("events")
+    def exception_scan(
+        self, at: datetime, ages: Sequence[ExceptionAge]
+    ) -> tuple[dict[str, list[tuple[str, int, int, int, int, float]]], list[GroupCounts]]:
+        """Every workflow's open exceptions per stage (as :meth:`open_exceptions`), and the
+        counts of ``ages`` (see :meth:`SliCounts.exception_age`), from one read of the
+        exceptions of :func:`exception_sql`."""
+        columns, aggregates = [], []
+        params: dict[str, Any] = {"wf": "", "all": 1, "at": as_utc(at).replace(tzinfo=None)}
+        for k, age in enumerate(ages):
+            applies = f"workflow = {{ew{k}:String}}" if age.workflow else "1"
+            params.update({f"ew{k}": age.workflow or "", f"et{k}": int(age.threshold_s * 1000)})
+            columns.append(
+                f"{applies} AS applies{k}, opened + toIntervalMillisecond({{et{k}:Int64}}) AS limit{k}, "
+                f"resolved IS NOT NULL AND resolved <= limit{k} AS good{k}, "
+                f"if(good{k}, assumeNotNull(resolved), limit{k}) AS decided{k}"
+            )
+            for i, w in enumerate(age.windows):
+                params[f"ew{k}_{i}"] = int(w)
+                inside = (
+                    f"applies{k} AND decided{k} > {_AT} - toIntervalSecond({{ew{k}_{i}:UInt32}}) "
+                    f"AND decided{k} <= {_AT}"
+                )
+                aggregates += [f"countIf({inside} AND good{k})", f"countIf({inside})"]
+        extra_columns = "".join(f", {c}" for c in columns)
+        extra_aggregates = "".join(f", {a}" for a in aggregates)
         rows = self.store.rows(
             f"""
-            WITH candidates AS (
-                SELECT correlation_id, stage
-                FROM (
-                    SELECT correlation_id, first_failed AS ff, last_failed AS lf, last_ok AS lo
-                    FROM {state} FINAL
-                    WHERE workflow = {{wf:String}} AND first_seen <= {_AT})
-                ARRAY JOIN mapKeys(ff) AS stage
-                WHERE ff[stage] <= {_AT}
-                  AND (lf[stage] > {_AT} OR NOT mapContains(lo, stage) OR lo[stage] > {_AT}
-                       OR lf[stage] > lo[stage]))
-            SELECT stage,
-                   countIf(age < 3600), countIf(age >= 3600 AND age < 14400),
-                   countIf(age >= 14400 AND age < 86400), countIf(age >= 86400), max(age)
+            SELECT workflow, stage,
+                   countIf(open AND age < 3600), countIf(open AND age >= 3600 AND age < 14400),
+                   countIf(open AND age >= 14400 AND age < 86400), countIf(open AND age >= 86400),
+                   maxIf(age, open){extra_aggregates}
             FROM (
-                SELECT stage,
-                       maxIf(occurred_at, status = 'ok') AS ok_at,
-                       maxIf(occurred_at, status = 'failed') AS failed_at,
-                       arrayMin(arrayFilter(t -> t > ok_at, groupArrayIf(occurred_at, status = 'failed'))) AS opened,
-                       dateDiff('second', opened, {_AT}) AS age
-                FROM {events}
-                WHERE (correlation_id, stage) IN (SELECT correlation_id, stage FROM candidates)
-                  AND workflow = {{wf:String}} AND occurred_at <= {_AT}
-                GROUP BY correlation_id, stage
-                HAVING failed_at > ok_at)
-            GROUP BY stage
+                SELECT workflow, stage, opened, resolved, resolved IS NULL AS open,
+                       dateDiff('second', opened, {_AT}) AS age{extra_columns}
+                FROM ({exception_sql(self.schema.table("events"))}))
+            GROUP BY workflow, stage ORDER BY workflow, stage
             """,
-            self._params(workflow, at),
+            params,
         )
-        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5])) for r in rows]
+        open_by_workflow: dict[str, list[tuple[str, int, int, int, int, float]]] = {}
+        totals = [[0] * (2 * len(age.windows)) for age in ages]
+        for row in rows:
+            buckets = [int(x) for x in row[2:6]]
+            if any(buckets):
+                open_by_workflow.setdefault(str(row[0]), []).append((str(row[1]), *buckets, float(row[6])))  # type: ignore[arg-type]
+            offset = 7
+            for k, age in enumerate(ages):
+                n = 2 * len(age.windows)
+                totals[k] = [a + int(b) for a, b in zip(totals[k], row[offset : offset + n], strict=True)]
+                offset += n
+        counts: list[GroupCounts] = []
+        for total in totals:
+            pairs = list(zip(total[0::2], total[1::2], strict=True))
+            counts.append({(): pairs} if any(total) else {})
+        return open_by_workflow, counts
 
     def lag_quantiles(
         self, workflow: Workflow, pairs: Sequence[tuple[str, str]], at: datetime
@@ -180,26 +298,8 @@ class OrderFigures:
         for every pair in one pass (an aggregate per pair, no row per pair)."""
         if not pairs:
             return {}
-        aggregates = []
-        for i in range(len(pairs)):
-            has = f"mapContains(r, {{a{i}:String}}) AND mapContains(r, {{b{i}:String}})"
-            lag = f"dateDiff('millisecond', r[{{a{i}:String}}], r[{{b{i}:String}}]) / 1000"
-            aggregates.append(f"quantilesExactIf(0.5, 0.95, 0.99)({lag}, {has}), countIf({has})")
-        [row] = self.store.rows(
-            f"SELECT {', '.join(aggregates)} FROM ({_orders(self.schema.table('order_state'))})",
-            self._params(
-                workflow,
-                at,
-                **{f"a{i}": a for i, (a, _) in enumerate(pairs)},
-                **{f"b{i}": b for i, (_, b) in enumerate(pairs)},
-            ),
-        )
-        out = {}
-        for i, pair in enumerate(pairs):
-            q, n = row[2 * i], int(row[2 * i + 1])
-            if n:
-                out[pair] = (float(q[0]), float(q[1]), float(q[2]), n)
-        return out
+        [lags] = run(self.store, self.schema.table("order_state"), workflow, at, [lag_part(workflow, pairs)])
+        return lags
 
     def system_ingest(self, at: datetime, window_s: int) -> dict[str, tuple[datetime, float, int]]:
         """Per system over the window before ``at``: latest event time, p95 of the delay from
@@ -267,6 +367,16 @@ class OrderSli:
     threshold_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class ExceptionAge:
+    """One ungrouped exception_age SLI to count: exceptions of ``workflow`` (None: all) resolved
+    within ``threshold_s``, per window."""
+
+    workflow: str | None
+    threshold_s: float
+    windows: tuple[int, ...]
+
+
 class SliCounts:
     """Good and total events of order-based SLIs per window, computed inside ClickHouse.
 
@@ -310,63 +420,31 @@ class SliCounts:
         *,
         group_by: Sequence[str] = (),
     ) -> list[GroupCounts]:
-        """Counts of several order-based SLIs of one workflow in one pass over its orders.
-
-        ``completion``: orders completed within the deadline (good) among those decided.
-        ``stage_latency``: orders reaching ``to`` within the threshold of ``from`` (good) among
-        those that reached ``from`` and are decided.
-        """
-        columns = []
-        aggregates = []
-        params: dict[str, Any] = {
-            "wf": workflow.name,
-            "at": as_utc(at).replace(tzinfo=None),
-            "terminal": sorted(workflow.terminal_stages),
-            "deadline_ms": int(workflow.completion_deadline.total_seconds() * 1000),
-            **{f"w{i}": int(w) for i, w in enumerate(windows)},
-            **_attribute_params(group_by),
-        }
-        for k, spec in enumerate(specs):
-            if spec.kind == "completion":
-                # Every order counts (no "applies" flag: a constant one makes countIf very slow).
-                columns.append(
-                    f"done AND done_at <= deadline_at AS good{k}, if(good{k}, done_at, deadline_at) AS decided{k}"
-                )
-            else:
-                a, b = f"{{a{k}:String}}", f"{{b{k}:String}}"
-                params.update(
-                    {f"a{k}": spec.from_stage, f"b{k}": spec.to_stage, f"t{k}": int(spec.threshold_s * 1000)}
-                )
-                columns.append(
-                    f"mapContains(r, {a}) AS applies{k}, "
-                    f"r[{a}] + toIntervalMillisecond({{t{k}:Int64}}) AS limit{k}, "
-                    f"mapContains(r, {b}) AND r[{b}] <= limit{k} AS good{k}, "
-                    f"if(good{k}, r[{b}], limit{k}) AS decided{k}"
-                )
-            applies = "" if spec.kind == "completion" else f"applies{k} AND "
-            for i in range(len(windows)):
-                inside = (
-                    f"{applies}decided{k} > {_AT} - toIntervalSecond({{w{i}:UInt32}}) AND decided{k} <= {_AT}"
-                )
-                aggregates.append(f"countIf({inside} AND good{k}), countIf({inside})")
+        """Counts of several order-based SLIs of one workflow in one pass over its orders, per
+        group of ``group_by`` (see :func:`_sli_columns` for what counts)."""
+        table = self.schema.table("order_state")
+        if not group_by:
+            [counts] = run(self.store, table, workflow, at, [sli_part(workflow, specs, windows)])
+            return counts
+        base, params = base_columns(workflow)
+        columns, aggregates, sli_params = _sli_columns(workflow, specs, windows)
+        params.update(sli_params)
+        params.update(
+            {"wf": workflow.name, "at": as_utc(at).replace(tzinfo=None), **_attribute_params(group_by)}
+        )
         group = _group_array(["channel" if g == "channel" else f"attr{i}" for i, g in enumerate(group_by)])
-        orders = _orders(self.schema.table("order_state"))
         sql = f"""
             SELECT grp, {", ".join(aggregates)}
             FROM (
-                SELECT {group} AS grp,
-                       first_seen + toIntervalMillisecond({{deadline_ms:Int64}}) AS deadline_at,
-                       arrayFilter(t -> mapContains(r, t), {{terminal:Array(String)}}) AS hit,
-                       notEmpty(hit) AS done,
-                       if(done, arrayMin(arrayMap(t -> r[t], hit)), deadline_at) AS done_at,
-                       {", ".join(columns)}
-                FROM ({orders}) AS orders {self._attributes_join(group_by)})
+                SELECT {group} AS grp, {", ".join(base + columns)}
+                FROM ({orders_sql(table)}) AS orders {self._attributes_join(group_by)})
             GROUP BY grp ORDER BY grp"""
-        per_group = _per_group(self.store.rows(sql, params))
-        n = len(windows)
-        return [
-            {grp: counts[k * n : (k + 1) * n] for grp, counts in per_group.items()} for k in range(len(specs))
-        ]
+        out: list[GroupCounts] = [{} for _ in specs]
+        for row in self.store.rows(sql, params):
+            for k, counts in enumerate(_split(row[1:], len(specs), len(windows))):
+                if any(g or n for g, n in counts):
+                    out[k][tuple(str(v) for v in row[0])] = counts
+        return out
 
     def completion(
         self, workflow: Workflow, at: datetime, windows: Sequence[int], *, group_by: Sequence[str] = ()
@@ -440,7 +518,7 @@ class SliCounts:
                        opened + toIntervalMillisecond({{threshold_ms:Int64}}) AS limit_at,
                        resolved IS NOT NULL AND resolved <= limit_at AS good,
                        if(good, assumeNotNull(resolved), limit_at) AS decided_at
-                FROM ({exception_sql(self.schema.table("events"), state, carried)}) AS exceptions
+                FROM ({exception_sql(self.schema.table("events"), carried)}) AS exceptions
                 {channel_join})
             GROUP BY grp ORDER BY grp"""
         return _per_group(self.store.rows(sql, params))
@@ -524,13 +602,17 @@ class SliCounts:
         return _per_group(self.store.rows(sql, params))
 
 
-def exception_sql(events: str, state: str, carried: Sequence[tuple[str, str]] = ()) -> str:
+def exception_sql(events: str, carried: Sequence[tuple[str, str]] = ()) -> str:
     """Every exception of ``{wf}`` (or of every workflow when ``{all:UInt8}``) as of ``{at}``:
     ``opened``, ``resolved`` (or NULL), one row each, per the contract: a failure opens one on
     its stage unless one is open, the next ok resolves it. ``carried`` adds ``(alias,
-    aggregate)`` columns computed over the events of the exception's order and stage."""
+    aggregate)`` columns computed over the events of the exception's order and stage.
+
+    Only orders with a failure are read: their IDs come from a scan of the (few) failed events,
+    then their events are read by correlation ID (the primary key's prefix)."""
     extra = "".join(f", {expr} AS {alias}" for alias, expr in carried)
     carry = "".join(f", {alias}" for alias, _ in carried)
+    scope = f"({{all:UInt8}} OR workflow = {{wf:String}}) AND occurred_at <= {_AT}"
     return f"""
         SELECT workflow, correlation_id, stage, ts[i] AS opened,
                if(k > 0, ts[k], NULL) AS resolved{carry}
@@ -540,11 +622,9 @@ def exception_sql(events: str, state: str, carried: Sequence[tuple[str, str]] = 
                    arrayMap(x -> x.1, ev) AS ts, arrayMap(x -> x.2, ev) AS failed,
                    arrayFilter(i -> failed[i] AND (i = 1 OR NOT failed[i - 1]), arrayEnumerate(ts)) AS opens{extra}
             FROM {events}
-            WHERE (correlation_id, stage) IN (
-                    SELECT correlation_id, stage FROM {state} FINAL
-                    ARRAY JOIN mapKeys(first_failed) AS stage
-                    WHERE ({{all:UInt8}} OR workflow = {{wf:String}}) AND first_failed[stage] <= {_AT})
-              AND ({{all:UInt8}} OR workflow = {{wf:String}}) AND occurred_at <= {_AT}
-            GROUP BY workflow, correlation_id, stage)
+            WHERE correlation_id IN (SELECT correlation_id FROM {events} WHERE status = 'failed' AND {scope})
+              AND {scope}
+            GROUP BY workflow, correlation_id, stage
+            HAVING notEmpty(opens))
         ARRAY JOIN opens AS i,
              arrayMap(o -> arrayFirstIndex(j -> j > o AND NOT failed[j], arrayEnumerate(ts)), opens) AS k"""

@@ -8,11 +8,12 @@ fewer than ``min_events`` in its window is ``insufficient_data`` and cannot page
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from flowsight.collector.order_figures import OrderSli
+from flowsight.collector.order_figures import ExceptionAge, OrderSli
 from flowsight.slo.model import (
     CALENDAR_MONTH,
     CompletionSli,
@@ -30,6 +31,15 @@ from flowsight.workflows import WorkflowCatalog
 Counts = dict[tuple[str, ...], list[tuple[int, int]]]
 """Per group (the values of the SLO's group_by keys, ``()`` when ungrouped): ``(good, total)``
 for each requested window."""
+
+
+@dataclass(frozen=True)
+class OrderBatch:
+    """Ungrouped order SLIs of one workflow that share their windows: counted in one pass."""
+
+    names: tuple[str, ...]
+    specs: tuple[OrderSli, ...]
+    windows: tuple[int, ...]
 
 
 class SloSource(Protocol):
@@ -136,16 +146,60 @@ class SloEngine:
             )
         raise Unsupported(f"SLI kind {sli.kind!r} is not evaluated yet")
 
-    def evaluate(self, slos: SloCatalog, workflows: WorkflowCatalog, at: datetime) -> list[dict[str, Any]]:
-        """Every SLO; the order SLIs of one workflow (same grouping and windows) share one pass."""
+    @staticmethod
+    def _batches(
+        slos: SloCatalog, workflows: WorkflowCatalog, at: datetime
+    ) -> dict[tuple[str, tuple[str, ...], tuple[int, ...]], list[Slo]]:
         batches: dict[tuple[str, tuple[str, ...], tuple[int, ...]], list[Slo]] = {}
         for slo in slos:
             sli = slo.sli
             if isinstance(sli, CompletionSli | StageLatencySli) and workflows.get(sli.workflow) is not None:
                 key = (sli.workflow, slo.group_by, tuple(_windows(slo, at)))
                 batches.setdefault(key, []).append(slo)
-        prefetched: dict[str, Counts] = {}
-        for (workflow_name, group_by, windows), batch in batches.items():
+        return batches
+
+    def order_batches(
+        self, slos: SloCatalog, workflows: WorkflowCatalog, at: datetime
+    ) -> dict[str, OrderBatch]:
+        """Per workflow, the largest batch of its ungrouped order SLIs sharing their windows: what
+        a pass over the workflow's orders made for other figures can count as well."""
+        out: dict[str, OrderBatch] = {}
+        for (workflow, group_by, windows), batch in self._batches(slos, workflows, at).items():
+            if group_by or len(batch) <= len(out[workflow].names if workflow in out else ()):
+                continue
+            out[workflow] = OrderBatch(
+                tuple(s.name for s in batch), tuple(_order_sli(s) for s in batch), windows
+            )
+        return out
+
+    def exception_ages(
+        self, slos: SloCatalog, workflows: WorkflowCatalog, at: datetime
+    ) -> list[tuple[str, ExceptionAge]]:
+        """The ungrouped exception_age SLIs, by SLO name: counted in the read flow health makes
+        of the exceptions."""
+        return [
+            (
+                slo.name,
+                ExceptionAge(slo.sli.workflow, slo.sli.threshold.total_seconds(), tuple(_windows(slo, at))),
+            )
+            for slo in slos
+            if isinstance(slo.sli, ExceptionAgeSli)
+            and not slo.group_by
+            and (slo.sli.workflow is None or workflows.get(slo.sli.workflow) is not None)
+        ]
+
+    def evaluate(
+        self,
+        slos: SloCatalog,
+        workflows: WorkflowCatalog,
+        at: datetime,
+        prefetched: Mapping[str, Counts] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every SLO; the order SLIs of one workflow (same grouping and windows) share one pass.
+        ``prefetched`` holds counts already made (by name), such as those of an :class:`OrderBatch`."""
+        done = dict(prefetched or {})
+        for (workflow_name, group_by, windows), batch in self._batches(slos, workflows, at).items():
+            batch = [s for s in batch if s.name not in done]
             if len(batch) < 2:
                 continue
             counts = self.source.order_slis(
@@ -155,8 +209,8 @@ class SloEngine:
                 list(windows),
                 group_by=group_by,
             )
-            prefetched.update({s.name: c for s, c in zip(batch, counts, strict=True)})
-        return [self.evaluate_one(slo, workflows, at, prefetched.get(slo.name)) for slo in slos]
+            done.update({s.name: c for s, c in zip(batch, counts, strict=True)})
+        return [self.evaluate_one(slo, workflows, at, done.get(slo.name)) for slo in slos]
 
     def evaluate_one(
         self, slo: Slo, workflows: WorkflowCatalog, at: datetime, counts: Counts | None = None

@@ -54,8 +54,16 @@ class Evaluator:
         with self._lock:
             when = at or self.clock()
             started = time.perf_counter()
-            results = self.engine.evaluate(self.slos(), self.workflows(), when)
-            flow = self.flow.evaluate(self.workflows(), when)
+            slos, workflows = self.slos(), self.workflows()
+            # Each workflow's orders, and the exceptions, are read once: flow health and the SLIs
+            # those reads can carry.
+            flow, prefetched = self.flow.evaluate_with(
+                workflows,
+                when,
+                self.engine.order_batches(slos, workflows, when),
+                self.engine.exception_ages(slos, workflows, when),
+            )
+            results = self.engine.evaluate(slos, workflows, when, prefetched)
             self.snapshots.write(when, results)
             followed: dict[str, Any] = {}
             for key, follower in self.followers.items():

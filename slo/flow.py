@@ -8,7 +8,7 @@ stage-to-stage lag percentiles, and per-system ingest lag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -34,15 +34,27 @@ class FlowFigures(Protocol):
         """An object with ``funnel``, ``completion`` (in_flight, completed, due, on_time) and
         ``stuck_by_stage``."""
 
-    def open_exceptions(
-        self, workflow: Workflow, at: datetime
-    ) -> list[tuple[str, int, int, int, int, float]]: ...
+    def exception_scan(self, at: datetime, ages: Sequence[Any]) -> tuple[dict[str, list[Any]], list[Any]]:
+        """Open exceptions per workflow as ``(stage, <1h, 1-4h, 4-24h, >24h, oldest_s)`` rows,
+        and the counts of exception-age SLIs."""
 
     def lag_quantiles(
         self, workflow: Workflow, pairs: Sequence[tuple[str, str]], at: datetime
     ) -> dict[tuple[str, str], tuple[float, float, float, int]]: ...
 
     def system_ingest(self, at: datetime, window_s: int) -> dict[str, tuple[datetime, float, int]]: ...
+
+    def scan(
+        self,
+        workflow: Workflow,
+        at: datetime,
+        *,
+        pairs: Sequence[tuple[str, str]],
+        slis: Sequence[Any] = (),
+        windows: Sequence[int] = (),
+    ) -> Any:
+        """One pass: an object with ``summary``, ``lags`` (as :meth:`lag_quantiles`) and
+        ``slis`` (order-SLI counts per spec)."""
 
 
 def lag_pairs(workflow: Workflow) -> list[tuple[str, str]]:
@@ -62,6 +74,22 @@ class FlowHealth:
     figures: FlowFigures
 
     def evaluate(self, catalog: WorkflowCatalog, at: datetime) -> dict[str, Any]:
+        return self.evaluate_with(catalog, at, {}, [])[0]
+
+    def evaluate_with(
+        self,
+        catalog: WorkflowCatalog,
+        at: datetime,
+        orders: Mapping[str, Any],
+        ages: Sequence[tuple[str, Any]],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The flow-health document, reading each workflow's orders once and the exceptions
+        once. Those reads count SLIs too: ``orders`` per workflow a batch of order SLIs (with
+        ``names``, ``specs`` and ``windows``), ``ages`` exception-age SLIs by name; their
+        counts come back beside the document, by SLO name."""
+        sli_counts: dict[str, Any] = {}
+        open_exceptions, age_counts = self.figures.exception_scan(at, [age for _, age in ages])
+        sli_counts.update({name: c for (name, _), c in zip(ages, age_counts, strict=True)})
         workflows: dict[str, Any] = {}
         open_total = 0
         aging = dict.fromkeys(AGING_BUCKETS, 0)
@@ -70,7 +98,17 @@ class FlowHealth:
         oldest: dict[str, dict[str, float]] = {}
         sync_lag: dict[str, dict[str, Any]] = {}
         for workflow in catalog:
-            summary = self.figures.summary(workflow, at)
+            batch = orders.get(workflow.name)
+            scan = self.figures.scan(
+                workflow,
+                at,
+                pairs=lag_pairs(workflow),
+                slis=batch.specs if batch else (),
+                windows=batch.windows if batch else (),
+            )
+            if batch:
+                sli_counts.update(zip(batch.names, scan.slis, strict=True))
+            summary = scan.summary
             completion, stuck, funnel = summary.completion, summary.stuck_by_stage, summary.funnel
             by_system: dict[str, int] = {}
             for stage, count in stuck.items():
@@ -88,7 +126,7 @@ class FlowHealth:
             }
             per_stage: dict[str, int] = {}
             oldest_here: dict[str, float] = {}
-            for stage, b1, b2, b3, b4, oldest_s in self.figures.open_exceptions(workflow, at):
+            for stage, b1, b2, b3, b4, oldest_s in open_exceptions.get(workflow.name, []):
                 buckets = (b1, b2, b3, b4)
                 count = sum(buckets)
                 oldest_here[stage] = oldest_s
@@ -101,9 +139,7 @@ class FlowHealth:
                 backlog[system] = backlog.get(system, 0) + count
             exceptions_by_stage[workflow.name] = per_stage
             oldest[workflow.name] = oldest_here
-            for (a, b), (p50, p95, p99, n) in self.figures.lag_quantiles(
-                workflow, lag_pairs(workflow), at
-            ).items():
+            for (a, b), (p50, p95, p99, n) in scan.lags.items():
                 sync_lag[f"{a}->{b}"] = {"p50_s": p50, "p95_s": p95, "p99_s": p99, "orders": n}
         ingest = {
             system: {
@@ -114,7 +150,7 @@ class FlowHealth:
             }
             for system, (last, p95, n) in sorted(self.figures.system_ingest(at, INGEST_WINDOW_S).items())
         }
-        return {
+        document = {
             "evaluated_at": iso_utc(at),
             "workflows": workflows,
             "exceptions": {
@@ -127,3 +163,4 @@ class FlowHealth:
             "sync_lag": sync_lag,
             "ingest": ingest,
         }
+        return document, sli_counts

@@ -283,3 +283,31 @@ def test_span_error_ratio_by_span_attribute(client: TestClient, slo_engine: SloE
         ({"system": "erp", "attributes.http.route": "/orders"}, 2, 3),
         ({"system": "erp", "attributes.http.route": "/refunds"}, 1, 1),
     ]
+
+
+def test_evaluation_sharing_the_flow_pass_gives_the_engines_own_counts(
+    slo_engine: SloEngine, services: Any
+) -> None:
+    from flowsight.slo.loading import DEFAULT_SLOS
+
+    shared = services.evaluator.evaluate(NOW)["slos"]
+    alone = slo_engine.evaluate(DEFAULT_SLOS, services.catalog, NOW)
+    assert [(r["name"], r["good"], r["total"], r["burn_rates"]) for r in shared] == [
+        (r["name"], r["good"], r["total"], r["burn_rates"]) for r in alone
+    ]
+    assert services.evaluator.engine.order_batches(DEFAULT_SLOS, services.catalog, NOW)[
+        "order_to_cash"
+    ].names == (
+        "order_completion",
+        "erp_sync_lag",
+        "erp_posting_delay",
+    )
+    assert next(r for r in shared if r["name"] == "erp_sync_lag")["total"] == 7
+    assert [
+        name for name, _ in services.evaluator.engine.exception_ages(DEFAULT_SLOS, services.catalog, NOW)
+    ] == ["exception_aging"]
+    later = NOW + timedelta(hours=4)
+    shared_later = services.evaluator.evaluate(later)["slos"]
+    alone_later = slo_engine.evaluate(DEFAULT_SLOS, services.catalog, later)
+    assert [(r["good"], r["total"]) for r in shared_later] == [(r["good"], r["total"]) for r in alone_later]
+    assert next(r for r in shared_later if r["name"] == "exception_aging")["total"] == 3
