@@ -9,7 +9,7 @@ maps), so an evaluation can be replayed as of any time.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,8 @@ class Summary:
     funnel: dict[str, int]
     completion: Completion
     stuck_by_stage: dict[str, int]
+    by_channel: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per channel: orders due and orders completed on time."""
 
 
 def summary_part(workflow: Workflow) -> Part:
@@ -48,10 +50,15 @@ def summary_part(workflow: Workflow) -> Part:
 
     def decode(values: Sequence[Any]) -> Summary:
         funnel, (stuck_keys, stuck_counts) = values[0], values[5]
+        (due_keys, due_counts), (on_time_keys, on_time_counts) = values[6], values[7]
+        on_time = dict(zip(on_time_keys, on_time_counts, strict=True))
         return Summary(
             funnel={name: int(n) for name, n in zip(names, funnel, strict=False) if n},
             completion=Completion(*(int(x) for x in values[1:5])),
             stuck_by_stage={names[int(k) - 1]: int(n) for k, n in zip(stuck_keys, stuck_counts, strict=True)},
+            by_channel={
+                str(c): (int(n), int(on_time.get(c, 0))) for c, n in zip(due_keys, due_counts, strict=True)
+            },
         )
 
     return Part(
@@ -65,6 +72,8 @@ def summary_part(workflow: Workflow) -> Part:
             "countIf(done OR at_ms - first_ms > {deadline_ms:Int64})",
             "countIf(done AND done_ms - first_ms <= {deadline_ms:Int64})",
             "sumMapIf([toUInt8(last + 1)], [toUInt64(1)], stuck)",
+            "sumMapIf([channel], [toUInt64(1)], done OR at_ms - first_ms > {deadline_ms:Int64})",
+            "sumMapIf([channel], [toUInt64(1)], done AND done_ms - first_ms <= {deadline_ms:Int64})",
         ],
         decode=decode,
     )

@@ -6,10 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -39,6 +40,10 @@ from flowsight.collector.system_figures import SystemFigures
 from flowsight.collector.timeline import TimelineReader
 from flowsight.collector.writer import EventWriter
 from flowsight.configfiles import load_topology, load_workflows
+from flowsight.dashboards.feed import EvaluationFeed, Feed
+from flowsight.dashboards.feed import router as feed_router
+from flowsight.dashboards.pages import STATIC
+from flowsight.dashboards.pages import router as pages_router
 from flowsight.ddl import Schema
 from flowsight.migrations import Migration
 from flowsight.settings import Settings
@@ -50,7 +55,7 @@ from flowsight.slo.flow import FlowHealth
 from flowsight.slo.loading import DEFAULT_SLOS, load_slos
 from flowsight.slo.metrics import EvaluationMetrics
 from flowsight.slo.model import SloCatalog
-from flowsight.slo.snapshots import SnapshotStore
+from flowsight.slo.snapshots import FlowHistory, SnapshotStore
 from flowsight.store import Store
 from flowsight.topology import DEFAULT_TOPOLOGY, Topology
 from flowsight.workflows import DEFAULT_WORKFLOWS, WorkflowCatalog
@@ -95,6 +100,7 @@ class Services:
     alerts: AlertEngine
     silences: SilenceStore
     dispatcher: Dispatcher | None
+    feed: Feed
     timelines: TimelineReader
     dead_letters: DeadLetterStore
     clock: Clock
@@ -119,6 +125,7 @@ class Services:
                 id="evaluate",
                 max_instances=1,
                 coalesce=True,
+                next_run_time=datetime.now(UTC),  # the first evaluation at start, then every interval
             )
             self._scheduler.start()
 
@@ -159,6 +166,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     )
     dispatcher = build_dispatcher(settings, store, schema, clock)
     silences = SilenceStore(store, schema)
+    feed = Feed()
     alerts = AlertEngine(
         rules=lambda: services.rules,
         slos=lambda: services.slos,
@@ -193,12 +201,14 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
             lambda: services.slos,
             lambda: services.catalog,
             clock,
-            followers={"alerts": alerts.evaluate},
+            followers={"alerts": alerts.evaluate, "feed": EvaluationFeed(feed, alerts.list)},
+            history=FlowHistory(store, schema),
         ),
         rules=rules,
         alerts=alerts,
         silences=silences,
         dispatcher=dispatcher,
+        feed=feed,
         timelines=TimelineReader(store, schema),
         dead_letters=dead,
         clock=clock,
@@ -301,6 +311,20 @@ def create_app(services: Services) -> FastAPI:
         )
     )
     app.include_router(alerts_router(services.alerts, services.silences, services.clock))
+    app.include_router(feed_router(services.feed))
+    app.include_router(
+        pages_router(
+            services.evaluator,
+            services.alerts,
+            services.silences,
+            services.timelines,
+            FlowHistory(services.store, services.schema),
+            lambda: services.slos,
+            lambda: services.catalog,
+            services.clock,
+        )
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> Response:

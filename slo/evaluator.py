@@ -13,7 +13,7 @@ from typing import Any
 from flowsight.slo.engine import SloEngine
 from flowsight.slo.flow import FlowHealth
 from flowsight.slo.model import SloCatalog
-from flowsight.slo.snapshots import SnapshotStore
+from flowsight.slo.snapshots import FlowHistory, SnapshotStore
 from flowsight.timefmt import iso_utc
 from flowsight.workflows import WorkflowCatalog
 
@@ -36,6 +36,7 @@ class Evaluator:
         workflows: Callable[[], WorkflowCatalog],
         clock: Callable[[], datetime],
         followers: Mapping[str, Follower] | None = None,
+        history: FlowHistory | None = None,
     ):
         self.engine = engine
         self.flow = flow
@@ -45,6 +46,7 @@ class Evaluator:
         self.workflows = workflows
         self.clock = clock
         self.followers = dict(followers or {})
+        self.history = history
         self._lock = threading.Lock()
         self.runs = 0
         self.last_seconds: float | None = None
@@ -65,6 +67,8 @@ class Evaluator:
             )
             results = self.engine.evaluate(slos, workflows, when, prefetched)
             self.snapshots.write(when, results)
+            if self.history is not None:
+                self.history.write(when, flow)
             followed: dict[str, Any] = {}
             for key, follower in self.followers.items():
                 try:

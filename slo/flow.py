@@ -123,6 +123,11 @@ class FlowHealth:
                 "completion_rate": completion.on_time / completion.due if completion.due else None,
                 "funnel": {stage.name: funnel.get(stage.name, 0) for stage in workflow.stages},
                 "stuck": {"total": sum(stuck.values()), "by_stage": stuck, "by_system": by_system},
+                "by_channel": {
+                    channel: {"due": due, "completed_on_time": on_time, "completion_rate": on_time / due}
+                    for channel, (due, on_time) in sorted(summary.by_channel.items())
+                    if due
+                },
             }
             per_stage: dict[str, int] = {}
             oldest_here: dict[str, float] = {}
