@@ -556,16 +556,23 @@ class SliCounts:
             )
             parts.append(f"sum(intDiv({fresh}, 60)), sum(intDiv(least({{w{i}:UInt32}}, at_s - ts[1]), 60))")
         where = "AND system IN {systems:Array(String)}" if systems else ""
+        # Whole minutes come from system_minutes; the minute ``at`` falls in, from the events
+        # that occurred in it by ``at``.
+        minutes = f"""
+            SELECT system, minute FROM {self.schema.table("system_minutes")}
+            WHERE minute < toStartOfMinute({_AT})
+              AND minute > {_AT} - toIntervalSecond({{longest:UInt32}} + {{thr:UInt32}}) {where}
+            UNION ALL
+            SELECT toString(system) AS system, toStartOfMinute(occurred_at) AS minute
+            FROM {self.schema.table("events")}
+            WHERE occurred_at >= toStartOfMinute({_AT}) AND occurred_at <= {_AT} {where}"""
         sql = f"""
             SELECT grp, {", ".join(parts)}
             FROM (
                 SELECT {_group_array(["system" for _ in group_by])} AS grp, system,
                        toInt64(toUnixTimestamp({_AT})) AS at_s, toInt64({{thr:UInt32}}) AS thr,
-                       arraySort(groupUniqArray(toInt64(toUnixTimestamp(toStartOfMinute(occurred_at)))))
-                           AS ts
-                FROM {self.schema.table("events")}
-                WHERE occurred_at <= {_AT}
-                  AND occurred_at > {_AT} - toIntervalSecond({{longest:UInt32}} + {{thr:UInt32}}) {where}
+                       arraySort(groupUniqArray(toInt64(toUnixTimestamp(minute)))) AS ts
+                FROM ({minutes})
                 GROUP BY grp, system)
             GROUP BY grp ORDER BY grp"""
         params: dict[str, Any] = {

@@ -18,7 +18,7 @@ events to ``order_state`` at start (min/max again, so harmless), see
 
 from __future__ import annotations
 
-from flowsight.ddl import MaterializedView, Table
+from flowsight.ddl import MaterializedView, Schema, Table
 from flowsight.migrations import Migration
 
 EVENT_COLUMNS = """
@@ -237,3 +237,43 @@ MIGRATIONS.append(
         TRACE_CORRELATIONS_MV,
     )
 )
+
+# -- per-system activity by minute ---------------------------------------------------------------
+
+SYSTEM_MINUTES = Table(
+    name="system_minutes",
+    columns="""
+    system LowCardinality(String),
+    minute DateTime('UTC'),
+    seen SimpleAggregateFunction(max, UInt8)
+""",
+    engine="AggregatingMergeTree",
+    partition_by="toYYYYMM(minute)",
+    order_by="(system, minute)",
+    sharding_key="cityHash64(system)",
+)
+"""The minutes in which each system reported a lifecycle event (idempotent: a max of a flag),
+so freshness reads thousands of rows per system, not every event."""
+
+SYSTEM_MINUTES_MV = MaterializedView(
+    name="system_minutes_mv",
+    source="events",
+    target="system_minutes",
+    select="""
+SELECT
+    toString(system) AS system,
+    toStartOfMinute(occurred_at) AS minute,
+    toUInt8(1) AS seen
+FROM {source}
+""",
+)
+
+
+def _system_minutes(schema: Schema) -> list[str]:
+    backfill = f"INSERT INTO {schema.table('system_minutes')} " + SYSTEM_MINUTES_MV.select.format(
+        source=schema.table("events")
+    )
+    return [*schema.create(SYSTEM_MINUTES), *schema.create(SYSTEM_MINUTES_MV), backfill]
+
+
+MIGRATIONS.append(Migration("collector/0004_system_minutes", _system_minutes))

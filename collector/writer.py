@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from flowsight.collector import dead_letters
 from flowsight.collector.events import EVENT_SCHEMA
 from flowsight.collector.otlp import SPAN_SCHEMA
-from flowsight.collector.schema import ORDER_STATE_MV
+from flowsight.collector.schema import ORDER_STATE_MV, SYSTEM_MINUTES_MV
 from flowsight.collector.seen_ids import SeenIds, hash_ids
 from flowsight.collector.spool import Spool, SpoolFull
 from flowsight.ddl import Schema
@@ -175,15 +175,17 @@ class EventWriter:
         return len(self.seen)
 
     def repair_state(self) -> None:
-        """Re-apply the last minutes of events to the per-order state (idempotent)."""
+        """Re-apply the last minutes of events to the tables their views feed (per-order state,
+        system minutes; both idempotent)."""
         if self._watermark is None:
             return
-        self.store.command(
-            f"INSERT INTO {self.schema.table('order_state')} "
-            + ORDER_STATE_MV.select.format(source=self.schema.table("events"))
-            + " WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
-            {"since": (self._watermark - REPAIR_WINDOW).replace(tzinfo=None)},
-        )
+        for view in (ORDER_STATE_MV, SYSTEM_MINUTES_MV):
+            self.store.command(
+                f"INSERT INTO {self.schema.table(view.target)} "
+                + view.select.format(source=self.schema.table("events"))
+                + " WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
+                {"since": (self._watermark - REPAIR_WINDOW).replace(tzinfo=None)},
+            )
 
     def refresh_seen(self) -> None:
         """Add ids other collectors stored since the last look (a shared ClickHouse server)."""

@@ -154,7 +154,7 @@ def router(
         chart, rows = views.order_waterfall(doc, now)
         return {"order": doc, "waterfall": chart, "rows": rows, "evaluated_at": iso_utc(now)}
 
-    @pages.get("/orders/{correlation_id}", response_class=HTMLResponse)
+    @pages.get("/orders/{correlation_id:path}", response_class=HTMLResponse)
     def order_page(request: Request, correlation_id: str) -> HTMLResponse:
         context = order_context(correlation_id)
         if context is None:
@@ -162,7 +162,7 @@ def router(
         fragment = f"/fragments/orders/{quote(correlation_id, safe='')}"
         return render(request, "order.html", page="order", fragment=fragment, **context)
 
-    @pages.get("/fragments/orders/{correlation_id}", response_class=HTMLResponse)
+    @pages.get("/fragments/orders/{correlation_id:path}", response_class=HTMLResponse)
     def order_fragment(request: Request, correlation_id: str) -> HTMLResponse:
         context = order_context(correlation_id)
         if context is None:

@@ -20,6 +20,9 @@ from flowsight.dashboards.charts import (
 )
 from flowsight.timefmt import as_utc
 
+PANEL = 480
+"""Width of a panel's chart (its viewBox): panels are about this wide, so text stays legible."""
+
 AGING_STATUS = {"<1h": "ok", "1-4h": "warn", "4-24h": "bad", ">24h": "bad"}
 
 
@@ -78,9 +81,10 @@ def overview(
                     by_channel,
                     value_format=lambda v: f"{v:.1f}%",
                     title=f"{name}: completion rate by channel",
+                    width=PANEL,
                 ),
                 "funnel": funnel_chart(
-                    list(wf["funnel"].items()), title=f"{name}: orders reaching each stage"
+                    list(wf["funnel"].items()), title=f"{name}: orders reaching each stage", width=PANEL
                 ),
                 "stuck_by_stage": bar_chart(
                     [
@@ -88,6 +92,7 @@ def overview(
                         for stage, n in sorted(stuck["by_stage"].items(), key=lambda x: -x[1])
                     ],
                     title=f"{name}: stuck orders by the stage they wait for",
+                    width=PANEL,
                 ),
                 "stuck_by_system": bar_chart(
                     [
@@ -95,6 +100,7 @@ def overview(
                         for system, n in sorted(stuck["by_system"].items(), key=lambda x: -x[1])
                     ],
                     title=f"{name}: stuck orders by owner system",
+                    width=PANEL,
                 ),
                 "trend_24h": _trend_chart(name, trend.get("24h", []), at - timedelta(days=1), at, objective),
                 "trend_7d": _trend_chart(name, trend.get("7d", []), at - timedelta(days=7), at, objective),
@@ -109,10 +115,12 @@ def overview(
         "aging": bar_chart(
             [Bar(bucket, n, AGING_STATUS.get(bucket, "")) for bucket, n in exceptions["aging"].items()],
             title="Open exceptions by age",
+            width=PANEL,
         ),
         "backlog": bar_chart(
             [Bar(system, n, "warn") for system, n in flow.get("backlog", {}).items()],
             title="Open exceptions by owner system",
+            width=PANEL,
         ),
         "sync_lag": [
             {"pair": pair.replace("->", " → "), **figures, "p95": fmt_duration(figures["p95_s"])}
@@ -148,11 +156,13 @@ def _trend_chart(
         ],
         start=start,
         end=end,
-        y_format=lambda v: f"{v:.0f}%",
+        y_max=100.0,
+        y_format=lambda v: f"{v:.1f}%" if v % 1 else f"{v:.0f}%",
         threshold=objective * 100 if objective is not None else None,
         threshold_label="objective",
         title=f"{workflow}: completion rate",
-        height=160,
+        width=PANEL,
+        height=200,
     )
 
 
@@ -166,7 +176,8 @@ def _count_chart(workflow: str, points: list[dict[str, Any]], start: datetime, e
         start=start,
         end=end,
         title=f"{workflow}: orders in flight, stuck and open exceptions",
-        height=160,
+        width=PANEL,
+        height=200,
     )
 
 
@@ -201,7 +212,8 @@ def burn_down(name: str, history: Sequence[Mapping[str, Any]], at: datetime, win
         threshold=0.0,
         threshold_label="exhausted",
         title=f"{name}: error budget remaining",
-        height=180,
+        width=PANEL,
+        height=200,
     )
 
 

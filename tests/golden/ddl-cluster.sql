@@ -179,6 +179,33 @@ AS SELECT
 FROM flowsight.otel_traces_local
 WHERE CorrelationId != '';
 
+CREATE TABLE IF NOT EXISTS flowsight.system_minutes_local ON CLUSTER retail
+(
+    system LowCardinality(String),
+    minute DateTime('UTC'),
+    seen SimpleAggregateFunction(max, UInt8)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/flowsight/system_minutes_local', '{replica}')
+PARTITION BY toYYYYMM(minute)
+ORDER BY (system, minute);
+
+CREATE TABLE IF NOT EXISTS flowsight.system_minutes ON CLUSTER retail AS flowsight.system_minutes_local
+ENGINE = Distributed(retail, flowsight, system_minutes_local, cityHash64(system));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.system_minutes_mv_local ON CLUSTER retail TO flowsight.system_minutes_local
+AS SELECT
+    toString(system) AS system,
+    toStartOfMinute(occurred_at) AS minute,
+    toUInt8(1) AS seen
+FROM flowsight.events_local;
+
+INSERT INTO flowsight.system_minutes 
+SELECT
+    toString(system) AS system,
+    toStartOfMinute(occurred_at) AS minute,
+    toUInt8(1) AS seen
+FROM flowsight.events;
+
 CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots_local ON CLUSTER retail
 (
     evaluated_at DateTime64(3, 'UTC'),
@@ -197,6 +224,26 @@ ORDER BY (slo, series, evaluated_at);
 
 CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots ON CLUSTER retail AS flowsight.slo_snapshots_local
 ENGINE = Distributed(retail, flowsight, slo_snapshots_local, cityHash64(slo));
+
+CREATE TABLE IF NOT EXISTS flowsight.flow_snapshots_local ON CLUSTER retail
+(
+    evaluated_at DateTime64(3, 'UTC'),
+    workflow LowCardinality(String),
+    in_flight UInt64,
+    completed UInt64,
+    due UInt64,
+    completed_on_time UInt64,
+    completion_rate Nullable(Float64),
+    stuck UInt64,
+    exceptions_open UInt64,
+    stuck_by_stage Map(String, UInt64)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowsight/flow_snapshots_local', '{replica}')
+PARTITION BY toYYYYMM(evaluated_at)
+ORDER BY (workflow, evaluated_at);
+
+CREATE TABLE IF NOT EXISTS flowsight.flow_snapshots ON CLUSTER retail AS flowsight.flow_snapshots_local
+ENGINE = Distributed(retail, flowsight, flow_snapshots_local, cityHash64(workflow));
 
 CREATE TABLE IF NOT EXISTS flowsight.alert_state_local ON CLUSTER retail
 (

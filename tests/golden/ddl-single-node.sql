@@ -155,6 +155,30 @@ AS SELECT
 FROM flowsight.otel_traces
 WHERE CorrelationId != '';
 
+CREATE TABLE IF NOT EXISTS flowsight.system_minutes
+(
+    system LowCardinality(String),
+    minute DateTime('UTC'),
+    seen SimpleAggregateFunction(max, UInt8)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (system, minute);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.system_minutes_mv TO flowsight.system_minutes
+AS SELECT
+    toString(system) AS system,
+    toStartOfMinute(occurred_at) AS minute,
+    toUInt8(1) AS seen
+FROM flowsight.events;
+
+INSERT INTO flowsight.system_minutes 
+SELECT
+    toString(system) AS system,
+    toStartOfMinute(occurred_at) AS minute,
+    toUInt8(1) AS seen
+FROM flowsight.events;
+
 CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots
 (
     evaluated_at DateTime64(3, 'UTC'),
@@ -170,6 +194,23 @@ CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(evaluated_at)
 ORDER BY (slo, series, evaluated_at);
+
+CREATE TABLE IF NOT EXISTS flowsight.flow_snapshots
+(
+    evaluated_at DateTime64(3, 'UTC'),
+    workflow LowCardinality(String),
+    in_flight UInt64,
+    completed UInt64,
+    due UInt64,
+    completed_on_time UInt64,
+    completion_rate Nullable(Float64),
+    stuck UInt64,
+    exceptions_open UInt64,
+    stuck_by_stage Map(String, UInt64)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(evaluated_at)
+ORDER BY (workflow, evaluated_at);
 
 CREATE TABLE IF NOT EXISTS flowsight.alert_state
 (
