@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ./flowsight-data
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run lint format typecheck test bench clean
+.PHONY: help install system-deps run serve lint format typecheck test bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -21,7 +21,10 @@ install: $(BIN)/flowsight ## Create .venv and install flowsight with its develop
 system-deps: ## Install the Debian packages the end-to-end tests use (needs root or sudo)
 	bash scripts/system-deps.sh
 
-run: install ## Start the service on the embedded database (chDB under DATA_DIR)
+run: install ## Start flowsight with its demo, a simulated retailer, on the embedded database (chDB under DATA_DIR)
+	$(BIN)/flowsight demo --data-dir $(DATA_DIR)
+
+serve: install ## Start the service alone on the embedded database (chDB under DATA_DIR)
 	$(BIN)/flowsight serve --data-dir $(DATA_DIR)
 
 lint: install ## ruff lint and format check

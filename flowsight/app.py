@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -256,7 +256,7 @@ def build_dispatcher(settings: Settings, store: Store, schema: Schema, clock: Cl
     )
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The FastAPI app over built services; starting it applies migrations and starts the writer."""
     shutdown_tracing: list[Any] = []
 
@@ -324,6 +324,8 @@ def create_app(services: Services) -> FastAPI:
             services.clock,
         )
     )
+    for extra in extra_routers:
+        app.include_router(extra)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", tags=["health"], summary="The process is up")

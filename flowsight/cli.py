@@ -46,6 +46,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flowsight.demo import main
+    from flowsight.demo.runner import DemoOptions
+    from flowsight.demo.scenarios import SCENARIOS
+    from flowsight.durations import parse_duration
+
+    if args.scenario and args.scenario not in SCENARIOS:
+        print(
+            f"--scenario: unknown scenario {args.scenario!r}: expected one of {', '.join(SCENARIOS)}",
+            file=sys.stderr,
+        )
+        return 2
+    settings = _settings(args)
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = DemoOptions(
+        speed=args.speed,
+        backfill_s=parse_duration(args.backfill).total_seconds(),
+        duration_s=parse_duration(args.duration).total_seconds() if args.duration else None,
+        max_orders=args.max_orders,
+        seed=args.seed,
+        scenarios=() if args.no_scenarios else DemoOptions().scenarios,
+    )
+    options.estate = type(options.estate)(orders_per_minute=args.orders_per_minute)
+    options.spans = not args.no_spans
+    if args.target:
+        main.load(args.target, options)
+        return 0
+    return main.run(settings, options, args.scenario)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from flowsight import migrations
     from flowsight.app import MIGRATIONS, schema_of
@@ -124,6 +154,45 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (FLOWSIGHT_PORT, default 4318)")
     serve.add_argument("--data-dir", type=Path, help="data directory (FLOWSIGHT_DATA_DIR)")
     serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the service with a simulated retailer sending it traffic (Ctrl-C stops)",
+        description="Starts flowsight on the embedded database (database flowsight_demo, emptied at "
+        "start) and a simulated omnichannel retailer: web, app, store pickup and marketplace orders "
+        "through oms, payments, tax, middleware, erp, wms, shipping and crm, sending lifecycle events "
+        "to /v1/events and OTLP traces and logs with the OpenTelemetry SDK. Scenarios play in turn.",
+    )
+    demo.add_argument("--host", help="bind address (FLOWSIGHT_HOST, default 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="port (FLOWSIGHT_PORT, default 4318)")
+    demo.add_argument("--data-dir", type=Path, help="data directory (FLOWSIGHT_DATA_DIR)")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="simulated seconds per second (default 60: an hour a minute)",
+    )
+    demo.add_argument(
+        "--orders-per-minute", type=float, default=6.0, help="simulated orders a simulated minute (default 6)"
+    )
+    demo.add_argument(
+        "--backfill", default="6h", help="history to play before now, e.g. 7d (default 6h; 0 for none)"
+    )
+    demo.add_argument("--duration", help="simulated time to run live, e.g. 12h (default: until Ctrl-C)")
+    demo.add_argument("--max-orders", type=int, help="stop after this many orders")
+    demo.add_argument(
+        "--scenario",
+        help="start this scenario right away: erp-outage, shipping-degraded, marketplace-batch-delay or refund-backlog",
+    )
+    demo.add_argument("--no-scenarios", action="store_true", help="do not play scenarios on a schedule")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--target",
+        help="load-generator mode: send --duration of simulated traffic (default 1h) as fast as it goes "
+        "to a flowsight already running at this URL, and report the rate; no service is started",
+    )
+    demo.add_argument("--no-spans", action="store_true", help="send lifecycle events only, no OTLP spans")
+    demo.set_defaults(func=cmd_demo)
 
     migrate = sub.add_parser("migrate", help="apply schema migrations and exit")
     migrate.add_argument("--data-dir", type=Path, help="data directory (FLOWSIGHT_DATA_DIR)")

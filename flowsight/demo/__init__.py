@@ -1,0 +1,1 @@
+"""The demo: a simulated omnichannel retailer sending real traffic to a real service."""
