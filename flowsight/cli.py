@@ -58,12 +58,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    def seconds(flag: str, value: str | None) -> float | None:
+        if value is None:
+            return None
+        if value.strip() in ("0", "0s"):
+            return 0.0
+        try:
+            return parse_duration(value).total_seconds()
+        except ValueError as exc:
+            raise SystemExit(f"{flag}: {exc}") from None
+
     settings = _settings(args)
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = DemoOptions(
         speed=args.speed,
-        backfill_s=parse_duration(args.backfill).total_seconds(),
-        duration_s=parse_duration(args.duration).total_seconds() if args.duration else None,
+        backfill_s=seconds("--backfill", args.backfill) or 0.0,
+        duration_s=seconds("--duration", args.duration),
         max_orders=args.max_orders,
         seed=args.seed,
         scenarios=() if args.no_scenarios else DemoOptions().scenarios,

@@ -104,3 +104,48 @@ def test_the_erp_outage_pages_once_for_the_erp_then_resolves(running: main.Runni
     assert {a["labels"]["severity"] for a in still} <= {"ticket"}
     [resolved] = [a for a in demo.services.alerts.list() if a["fingerprint"] == root["fingerprint"]]
     assert resolved["state"] == "resolved"
+
+
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "flowsight.cli",
+        "demo",
+        "--data-dir",
+        str(tmp_path),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        [*command, "--backfill", "0", "--speed", "600", "--no-spans"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/api/demo", timeout=2)
+                if status.status_code == 200 and status.json()["orders"] > 0:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the demo did not start sending orders")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "stopping" in output and "stopped:" in output
+    assert "Traceback" not in output
