@@ -58,6 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+
     def seconds(flag: str, value: str | None) -> float | None:
         if value is None:
             return None
@@ -81,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     options.estate = type(options.estate)(orders_per_minute=args.orders_per_minute)
     options.spans = not args.no_spans
     if args.target:
-        main.load(args.target, options)
+        main.load(args.target, options, pregenerate=args.pregenerate, connections=args.connections)
         return 0
     return main.run(settings, options, args.scenario)
 
@@ -202,6 +203,15 @@ def parser() -> argparse.ArgumentParser:
         "to a flowsight already running at this URL, and report the rate; no service is started",
     )
     demo.add_argument("--no-spans", action="store_true", help="send lifecycle events only, no OTLP spans")
+    demo.add_argument(
+        "--pregenerate",
+        action="store_true",
+        help="with --target: simulate first, then send the events (NDJSON, 1,000 a batch) as fast as the "
+        "service takes them over --connections connections",
+    )
+    demo.add_argument(
+        "--connections", type=int, default=8, help="with --pregenerate: connections (default 8)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     migrate = sub.add_parser("migrate", help="apply schema migrations and exit")

@@ -51,7 +51,7 @@ ORDER_TO_CASH: tuple[Step, ...] = (
 
 RETURN_TO_REFUND: tuple[Step, ...] = (
     Step("return_requested", "oms", 0, calls="crm", operation="POST /returns"),
-    Step("return_received", "wms", 36 * 3600, 0.5, 0.002, 1800, "erp", "receive return"),
+    Step("return_received", "wms", 12 * 3600, 0.5, 0.002, 1800, "erp", "receive return"),
     Step("refund_issued", "payments", 3 * 3600, 0.45, 0.002, 900, "tax", "POST /refunds"),
     Step("refund_posted", "erp", 900, 0.45, 0.002, 600, "middleware", "post credit note"),
 )
@@ -63,7 +63,7 @@ class Estate:
 
     orders_per_minute: float = 6.0
     return_share: float = 0.08
-    return_after_s: float = 2 * 86400.0
+    return_after_s: float = 86400.0
     cancel_share: float = 0.01
     marketplace_batch_s: float = 300.0
     """Marketplace orders reach the OMS in batches this far apart (their creation time is older)."""
@@ -91,13 +91,13 @@ def arrivals(rng: random.Random, rate_per_minute: float, start: float, end: floa
     """Poisson arrival times in ``[start, end)``, with a daily rhythm (busiest in the evening)."""
     out: list[float] = []
     t = start
-    # Thinned from a peak rate: the acceptance below averages 0.55 over a day, so the mean
-    # rate is ``rate_per_minute``.
-    peak = rate_per_minute / 60.0 / 0.55
+    # Thinned from a peak rate: the acceptance below averages 0.7 over a day (0.4 at night,
+    # 1.0 in the evening), so the mean rate is ``rate_per_minute``.
+    peak = rate_per_minute / 60.0 / 0.7
     while True:
         t += rng.expovariate(peak)
         if t >= end:
             return out
         hour = (t % 86400) / 3600
-        if rng.random() < 0.55 + 0.45 * math.sin((hour - 13) / 24 * 2 * math.pi):
+        if rng.random() < 0.7 + 0.3 * math.sin((hour - 13) / 24 * 2 * math.pi):
             out.append(t)

@@ -19,6 +19,7 @@ class Scenario:
     duration_s: float
     down: tuple[str, ...] = ()
     slower: dict[str, float] = field(default_factory=dict)
+    """Slow-down factors by system or by stage."""
     failing: dict[str, float] = field(default_factory=dict)
     marketplace_hold_s: float = 0.0
 
@@ -49,9 +50,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "refund-backlog",
-            "Refunds queue up at payments for 12 hours: refund processing burns its budget.",
+            "Refunds queue up at payments for 12 hours: returns wait past the 24h refund SLA, refund "
+            "processing burns its budget.",
             12 * 3600,
-            slower={"payments": 12.0},
+            slower={"refund_issued": 12.0},
         ),
     )
 }
@@ -89,10 +91,11 @@ class Conditions:
                     return name
         return None
 
-    def slower(self, system: str, at: float) -> float:
+    def slower(self, system: str, at: float, stage: str = "") -> float:
+        """How much slower a step of ``system`` (or that ``stage``) is at ``at``."""
         factor = 1.0
         for entry in self.current(at):
-            factor *= entry.scenario.slower.get(system, 1.0)
+            factor *= entry.scenario.slower.get(system, 1.0) * entry.scenario.slower.get(stage, 1.0)
         return factor
 
     def failing(self, system: str, at: float) -> float:

@@ -134,7 +134,7 @@ class Simulator:
         order.index += 1
         if order.index < len(order.steps):
             nxt = order.steps[order.index]
-            self._schedule(order, at + gap(nxt, self.rng, self.conditions.slower(nxt.system, at)))
+            self._schedule(order, at + gap(nxt, self.rng, self.conditions.slower(nxt.system, at, nxt.stage)))
         elif order.workflow == "order_to_cash" and self.rng.random() < self.estate.return_share:
             ret = _Order(
                 f"RT-{order.id[3:]}", "return_to_refund", self.estate.returns, order.channel, parent=order.id
