@@ -137,7 +137,9 @@ class Demo:
                 if t >= next_eval or t >= end:
                     self.sink.flush()
                     self.evaluate()
-                    next_eval += self.options.backfill_evaluate_every_s
+                    # Hourly over the last day (the 24h trend), every 4 hours before it.
+                    step = self.options.backfill_evaluate_every_s
+                    next_eval += step if end - t <= 86400 else 4 * step
             self.progress(f"backfill {100 * (1 - (end - t) / span):.0f}%")
         self.sink.flush()
 

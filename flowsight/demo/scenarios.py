@@ -22,6 +22,8 @@ class Scenario:
     """Slow-down factors by system or by stage."""
     failing: dict[str, float] = field(default_factory=dict)
     marketplace_hold_s: float = 0.0
+    held: tuple[str, ...] = ()
+    """Stages whose steps wait for the scenario to end (a queue nobody works)."""
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -50,10 +52,10 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "refund-backlog",
-            "Refunds queue up at payments for 12 hours: returns wait past the 24h refund SLA, refund "
-            "processing burns its budget.",
-            12 * 3600,
-            slower={"refund_issued": 12.0},
+            "Refunds queue up at payments for 30 hours: returns wait past the 24h refund SLA and "
+            "refund processing burns its budget, until payments work the backlog off.",
+            30 * 3600,
+            held=("refund_issued",),
         ),
     )
 }
@@ -100,6 +102,11 @@ class Conditions:
 
     def failing(self, system: str, at: float) -> float:
         return max([e.scenario.failing.get(system, 0.0) for e in self.current(at)] or [0.0])
+
+    def held_until(self, stage: str, at: float) -> float | None:
+        """When a step of ``stage`` due at ``at`` may happen, if a scenario holds it; else None."""
+        ends = [e.end for e in self.current(at) if stage in e.scenario.held]
+        return max(ends) if ends else None
 
     def marketplace_hold(self, at: float) -> float:
         """Until when the marketplace holds a batch due at ``at`` (``at`` itself when it does not)."""

@@ -42,6 +42,9 @@ class Emitted:
 class Sink(Protocol):
     def emit(self, item: Emitted) -> None: ...
 
+    def heartbeat(self, system: str, at: float, operation: str) -> None:
+        """A system's periodic work that is no order's step (a batch import, say)."""
+
 
 @dataclass(order=True)
 class _Due:
@@ -107,6 +110,13 @@ class Simulator:
     def advance(self, until: float) -> None:
         """Create the orders of ``(now, until]`` and perform every step due by ``until``."""
         self.create_orders(self.now, until)
+        batch = self.estate.marketplace_batch_s
+        boundary = (self.now // batch + 1) * batch
+        while boundary <= until:
+            # The marketplace imports a batch every few minutes, orders in it or not, unless held.
+            if self.conditions.marketplace_hold(boundary) == boundary:
+                self.sink.heartbeat("marketplace", boundary, "import order batch")
+            boundary += batch
         while self.queue and self.queue[0].at <= until:
             due = heapq.heappop(self.queue)
             self._step(due.order, due.at)
@@ -114,6 +124,11 @@ class Simulator:
 
     def _step(self, order: _Order, at: float) -> None:
         step = order.steps[order.index]
+        held = self.conditions.held_until(step.stage, at)
+        if held is not None:
+            # Queued until the hold ends, then worked off over the following hour or two.
+            self._schedule(order, held + self.rng.uniform(0, 2 * 3600))
+            return
         occurred = at
         if order.index == 0 and order.parent.startswith("created:"):
             occurred = float(order.parent.split(":", 1)[1])  # a marketplace order's own time
