@@ -27,6 +27,10 @@ def error_response(status: int, message: str, retry_after: int | None = None) ->
     return json_response({"error": message}, status, headers)
 
 
+WRITES = frozenset({"/v1/events", "/api/dead-letters/replay"})
+"""Routes that write, which an evaluator instance does not serve."""
+
+
 def router(
     ingestor: EventIngestor,
     timelines: TimelineReader,
@@ -37,8 +41,10 @@ def router(
     max_body_bytes: int,
     max_decompressed_bytes: int,
     retry_after_seconds: int,
+    ingest: bool = True,
 ) -> APIRouter:
-    """The collector's routes, bound to its services."""
+    """The collector's routes, bound to its services; without ``ingest`` (an evaluator
+    instance) only the reads."""
     api = APIRouter()
 
     @api.post(
@@ -106,4 +112,6 @@ def router(
             return error_response(503, f"{exc}; retry later", retry_after_seconds)
         return json_response(summary)
 
+    if not ingest:
+        api.routes[:] = [r for r in api.routes if getattr(r, "path", "") not in WRITES]
     return api

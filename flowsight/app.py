@@ -114,7 +114,7 @@ class Services:
         self.writer.repair_state()
         self.writer.start()
         interval = self.settings.evaluation_interval_seconds
-        if interval > 0:
+        if interval > 0 and self.settings.role != "collector":
             from apscheduler.schedulers.background import BackgroundScheduler
 
             self._scheduler = BackgroundScheduler(timezone="UTC")
@@ -278,6 +278,7 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
     )
     shutdown_tracing.append(selftrace.install(app, services.settings))
     settings = services.settings
+    ingests = settings.role != "evaluator"
     app.include_router(
         collector_router(
             services.ingestor,
@@ -288,17 +289,18 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
             max_body_bytes=settings.max_body_bytes,
             max_decompressed_bytes=settings.max_decompressed_bytes,
             retry_after_seconds=settings.retry_after_seconds,
+            ingest=ingests,
         )
     )
-
-    app.include_router(
-        otlp_router(
-            services.otlp,
-            max_body_bytes=settings.max_body_bytes,
-            max_decompressed_bytes=settings.max_decompressed_bytes,
-            retry_after_seconds=settings.retry_after_seconds,
+    if ingests:
+        app.include_router(
+            otlp_router(
+                services.otlp,
+                max_body_bytes=settings.max_body_bytes,
+                max_decompressed_bytes=settings.max_decompressed_bytes,
+                retry_after_seconds=settings.retry_after_seconds,
+            )
         )
-    )
 
     app.include_router(
         slo_router(
@@ -308,6 +310,7 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
             services.evaluator.engine,
             lambda: services.slos,
             services.evaluator,
+            evaluates=settings.role != "collector",
         )
     )
     app.include_router(alerts_router(services.alerts, services.silences, services.clock))

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CORRELATION_KEYS = ("order.id", "order_id", "correlation.id", "app.order.id")
@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="YAML file of systems and their dependencies; default: the built-in retail "
         "topology. Env FLOWSIGHT_TOPOLOGY_FILE.",
     )
+    role: Literal["all", "collector", "evaluator"] = Field(
+        "all",
+        description="What this instance runs: all (ingest, evaluation and pages; the default, and "
+        "the only role on the embedded database), collector (ingest and reads, no evaluation) or "
+        "evaluator (SLO and alert evaluation and reads, no ingest; run exactly one). Env FLOWSIGHT_ROLE.",
+    )
     evaluation_interval_seconds: float = Field(
         60.0,
         ge=0,
@@ -229,6 +235,15 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _role_needs_a_server(self) -> Settings:
+        if self.role != "all" and self.embedded:
+            raise ValueError(
+                f"role: {self.role!r} needs a ClickHouse server (clickhouse_dsn http:// or https://); "
+                "the embedded database runs all-in-one"
+            )
+        return self
 
     @field_validator("clickhouse_dsn")
     @classmethod

@@ -36,6 +36,7 @@ def router(
     engine: SloEngine,
     slos: Callable[[], SloCatalog],
     evaluator: Evaluator,
+    evaluates: bool = True,
 ) -> APIRouter:
     api = APIRouter(tags=["flow"])
     health = FlowHealth(figures)
@@ -119,4 +120,6 @@ def router(
             }
         )
 
+    if not evaluates:  # a collector instance: evaluation is the evaluator's
+        api.routes[:] = [r for r in api.routes if getattr(r, "path", "") != "/api/evaluate"]
     return api
