@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from flowsight.demo.runner import DemoOptions
 from flowsight.settings import Settings
 from tests.server import free_port
 
+NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+"""Simulated runs start here, so the day's rhythm (and every random draw) is the same each run."""
+
 # Returns that come back within hours, so a short run reaches every return stage too.
 QUICK_RETURNS = tuple(replace(step, median_s=min(step.median_s, 1800)) for step in RETURN_TO_REFUND)
 
@@ -28,7 +32,9 @@ def running(tmp_path: Path, request: Any, engine: Any) -> Iterator[main.Running]
     """The demo on the test process's engine (one process holds one embedded database)."""
     options: DemoOptions = request.param
     log = io.StringIO()
-    running = main.start(Settings(data_dir=tmp_path, port=free_port()), options, out=log, store=engine)
+    running = main.start(
+        Settings(data_dir=tmp_path, port=free_port()), options, out=log, store=engine, start_at=NOON
+    )
     yield running
     running.close()
 
@@ -72,7 +78,7 @@ def test_a_short_run_reaches_every_channel_and_stage(running: main.Running) -> N
     assert len(timeline["stages"]) >= 7 and len(timeline["spans"]) >= 7
 
 
-OUTAGE = DemoOptions(speed=0, orders_per_minute=5, backfill_s=3 * 3600, scenarios=(), seed=5)
+OUTAGE = DemoOptions(speed=0, orders_per_minute=5, backfill_s=6 * 3600, scenarios=(), seed=5)
 
 
 @pytest.mark.parametrize("running", [OUTAGE], indirect=True)
@@ -81,7 +87,11 @@ def test_the_erp_outage_pages_once_for_the_erp_then_resolves(running: main.Runni
     demo.backfill()
     for _ in range(10):
         demo.step()
-    assert [a for a in demo.services.alerts.list() if a["state"] != "resolved"] == []  # healthy
+    assert [
+        (a["name"], a["labels"], a["annotations"]["summary"])
+        for a in demo.services.alerts.list()
+        if a["state"] != "resolved"
+    ] == []  # healthy
     demo.trigger("erp-outage")
     for _ in range(40):
         demo.step()

@@ -41,19 +41,19 @@ class Step:
 
 ORDER_TO_CASH: tuple[Step, ...] = (
     Step("order_created", "oms", 0, calls="crm", operation="POST /orders"),
-    Step("payment_authorized", "payments", 20, 0.45, 0.002, 60, "tax", "POST /payments/authorize"),
-    Step("inventory_reserved", "erp", 60, 0.45, 0.002, 120, "middleware", "reserve inventory"),
-    Step("erp_order_created", "erp", 120, 0.45, 0.002, 180, "middleware", "create sales order"),
-    Step("fulfillment_released", "wms", 360, 0.45, 0.002, 240, "erp", "release for picking"),
-    Step("shipped", "shipping", 3 * 3600, 0.45, 0.002, 900, "wms", "hand over to carrier"),
-    Step("invoiced", "erp", 900, 0.45, 0.002, 600, "middleware", "post invoice"),
+    Step("payment_authorized", "payments", 20, 0.45, 0.001, 60, "tax", "POST /payments/authorize"),
+    Step("inventory_reserved", "erp", 60, 0.45, 0.001, 120, "middleware", "reserve inventory"),
+    Step("erp_order_created", "erp", 120, 0.45, 0.001, 180, "middleware", "create sales order"),
+    Step("fulfillment_released", "wms", 360, 0.45, 0.001, 240, "erp", "release for picking"),
+    Step("shipped", "shipping", 3 * 3600, 0.45, 0.001, 900, "wms", "hand over to carrier"),
+    Step("invoiced", "erp", 900, 0.45, 0.001, 600, "middleware", "post invoice"),
 )
 
 RETURN_TO_REFUND: tuple[Step, ...] = (
     Step("return_requested", "oms", 0, calls="crm", operation="POST /returns"),
-    Step("return_received", "wms", 12 * 3600, 0.5, 0.002, 1800, "erp", "receive return"),
-    Step("refund_issued", "payments", 3 * 3600, 0.45, 0.002, 900, "tax", "POST /refunds"),
-    Step("refund_posted", "erp", 900, 0.45, 0.002, 600, "middleware", "post credit note"),
+    Step("return_received", "wms", 12 * 3600, 0.5, 0.001, 1800, "erp", "receive return"),
+    Step("refund_issued", "payments", 3 * 3600, 0.45, 0.001, 900, "tax", "POST /refunds"),
+    Step("refund_posted", "erp", 900, 0.45, 0.001, 600, "middleware", "post credit note"),
 )
 
 

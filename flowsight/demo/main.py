@@ -65,10 +65,12 @@ def start(
     fresh: bool = True,
     out: TextIO = sys.stderr,
     store: Store | None = None,
+    start_at: datetime | None = None,
 ) -> Running:
     """Start the service (database ``flowsight_demo``, emptied unless ``fresh`` is False) and the
     simulation; the caller backfills, runs it live (:meth:`Demo.run`) and closes it. ``store``
-    may be given (an engine this process already holds); it is then left open."""
+    may be given (an engine this process already holds); it is then left open. ``start_at`` is
+    the simulated time the live run starts from (default: now)."""
     from flowsight.app import build_services, create_app
     from flowsight.demo.api import router
 
@@ -78,7 +80,7 @@ def start(
         store = Store.connect(settings.dsn, settings.database)
     if fresh:
         store.command(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} SYNC")
-    clock = FixedClock(datetime.now(UTC).replace(microsecond=0))
+    clock = FixedClock(start_at or datetime.now(UTC).replace(microsecond=0))
     services = build_services(settings, store=store, clock=clock)
     holder: dict[str, Demo] = {}
     app = create_app(services, extra_routers=[router(lambda: holder.get("demo"))])
