@@ -11,10 +11,9 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator, field_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from flowsight.durations import parse_duration
-from flowsight.spec import Name, SystemName, _Spec
+from flowsight.spec import Name, SystemName, _Spec, dispatch_on_kind
 
 AlertName = Annotated[
     str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="alert name (the alertname label)")
@@ -166,28 +165,8 @@ RULE_KINDS: dict[str, type[_RuleSpec]] = {
 }
 
 
-def _kind_error(reason: str, kind: object) -> ValidationError:
-    detail: InitErrorDetails = {
-        "type": PydanticCustomError("rule_kind", reason),
-        "loc": ("kind",),
-        "input": kind,
-    }
-    return ValidationError.from_exception_data("RuleSpec", [detail])
-
-
 def _dispatch_on_kind(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-    # Validating the chosen model directly keeps its errors at `rules[i].<field>` (a tagged union
-    # would put the tag into the path, `rules[i].stuck_orders.for`, which no file contains).
-    if not isinstance(value, dict):
-        return handler(value)
-    kinds = ", ".join(RULE_KINDS)
-    kind = value.get("kind")
-    if kind is None:
-        raise _kind_error(f"kind is required: one of {kinds}", kind)
-    model = RULE_KINDS.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise _kind_error(f"unknown rule kind {kind!r}: expected one of {kinds}", kind)
-    return model.model_validate(value, context=info.context)
+    return dispatch_on_kind(value, handler, info, RULE_KINDS, "rule")
 
 
 class AlertRulesFileV1(_Spec):

@@ -6,9 +6,18 @@ checked by :mod:`flowsight.configfiles`, which also maps a valid spec to the fro
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from flowsight.durations import parse_duration
 
@@ -77,3 +86,36 @@ class TopologyFileV1(_Spec):
 
     version: Literal[1] = 1
     systems: list[SystemSpec] = Field(min_length=1)
+
+
+def dispatch_on_kind(
+    value: Any,
+    handler: ValidatorFunctionWrapHandler,
+    info: ValidationInfo,
+    kinds: Mapping[str, type[BaseModel]],
+    noun: str,
+) -> Any:
+    """Validate ``value`` with the model its ``kind`` names (a wrap validator's body).
+
+    Validating the chosen model directly keeps its errors at ``<field>`` of the item (a tagged
+    union would put the tag into the path, ``sli.stage_latency.threshold``, which no file
+    contains); a missing or unknown kind is one error at ``kind``.
+    """
+    if not isinstance(value, dict):
+        return handler(value)
+    names = ", ".join(kinds)
+    kind = value.get("kind")
+    model = kinds.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        reason = (
+            f"kind is required: one of {names}"
+            if kind is None
+            else f"unknown {noun} kind {kind!r}: expected one of {names}"
+        )
+        detail: InitErrorDetails = {
+            "type": PydanticCustomError(f"{noun}_kind", reason),
+            "loc": ("kind",),
+            "input": kind,
+        }
+        raise ValidationError.from_exception_data(noun, [detail])
+    return model.model_validate(value, context=info.context)

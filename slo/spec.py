@@ -11,10 +11,9 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from flowsight.durations import parse_duration
-from flowsight.spec import Name, SystemName, _Spec
+from flowsight.spec import Name, SystemName, _Spec, dispatch_on_kind
 
 CALENDAR_MONTH = "calendar_month"
 
@@ -98,15 +97,6 @@ SLI_KINDS: dict[str, type[_Spec]] = {
 }
 
 
-def _kind_error(reason: str, kind: object) -> ValidationError:
-    detail: InitErrorDetails = {
-        "type": PydanticCustomError("sli_kind", reason),
-        "loc": ("kind",),
-        "input": kind,
-    }
-    return ValidationError.from_exception_data("SliSpec", [detail])
-
-
 class SloSpec(_Spec):
     """One service level objective: an SLI, the share of good events wanted, and over what window."""
 
@@ -164,18 +154,7 @@ class SloSpec(_Spec):
     def _dispatch_on_kind(
         cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
     ) -> Any:
-        # Validating the chosen model directly keeps its errors at `sli.<field>` (a tagged union
-        # would put the tag into the path, `sli.stage_latency.threshold`, which no file contains).
-        if not isinstance(value, dict):
-            return handler(value)
-        kinds = ", ".join(SLI_KINDS)
-        kind = value.get("kind")
-        if kind is None:
-            raise _kind_error(f"kind is required: one of {kinds}", kind)
-        model = SLI_KINDS.get(kind) if isinstance(kind, str) else None
-        if model is None:
-            raise _kind_error(f"unknown sli kind {kind!r}: expected one of {kinds}", kind)
-        return model.model_validate(value, context=info.context)
+        return dispatch_on_kind(value, handler, info, SLI_KINDS, "sli")
 
 
 class SloFileV1(_Spec):
