@@ -129,15 +129,8 @@ def load(
     does not compete with the service while it is measured (rates up to the collector's limit)."""
     if pregenerate:
         return _load_pregenerated(target, options, out, connections)
-    from flowsight.demo.scenarios import Conditions
-    from flowsight.demo.simulator import Simulator
-    from flowsight.demo.sink import HttpSink
-    from flowsight.topology import DEFAULT_TOPOLOGY
 
-    sink = HttpSink(target, spans=options.spans, seed=options.seed + 1)
-    sim = Simulator(options.estate, Conditions(DEFAULT_TOPOLOGY), sink, options.seed)
-    end = time.time()
-    sim.now = end - (options.duration_s or 3600.0)
+    sink, sim, end = _simulation(target, options, options.spans)
     started = time.monotonic()
     last = started
     while sim.now < end and (options.max_orders is None or sim.counters.orders < options.max_orders):
@@ -176,15 +169,7 @@ def _load_pregenerated(target: str, options: DemoOptions, out: TextIO, connectio
     import httpx
     import orjson
 
-    from flowsight.demo.scenarios import Conditions
-    from flowsight.demo.simulator import Simulator
-    from flowsight.demo.sink import HttpSink
-    from flowsight.topology import DEFAULT_TOPOLOGY
-
-    sink = HttpSink(target, spans=False, seed=options.seed + 1)
-    sim = Simulator(options.estate, Conditions(DEFAULT_TOPOLOGY), sink, options.seed)
-    end = time.time()
-    sim.now = end - (options.duration_s or 3600.0)
+    sink, sim, end = _simulation(target, options, spans=False)
     while sim.now < end and (options.max_orders is None or sim.counters.orders < options.max_orders):
         sim.advance(min(end, sim.now + 15 * 60))
     events = sink.pending
@@ -225,3 +210,18 @@ def _load_pregenerated(target: str, options: DemoOptions, out: TextIO, connectio
         flush=True,
     )
     return result
+
+
+def _simulation(target: str, options: DemoOptions, spans: bool) -> tuple[Any, Any, float]:
+    """A sink to ``target`` and a simulator starting ``duration_s`` (default 1h) before now;
+    returns them and the end time (now)."""
+    from flowsight.demo.scenarios import Conditions
+    from flowsight.demo.simulator import Simulator
+    from flowsight.demo.sink import HttpSink
+    from flowsight.topology import DEFAULT_TOPOLOGY
+
+    sink = HttpSink(target, spans=spans, seed=options.seed + 1)
+    sim = Simulator(options.estate, Conditions(DEFAULT_TOPOLOGY), sink, options.seed)
+    end = time.time()
+    sim.now = end - (options.duration_s or 3600.0)
+    return sink, sim, end

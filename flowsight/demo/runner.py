@@ -218,9 +218,10 @@ class Demo:
             f"{a.scenario.name} ({(a.end - self.now) / 60:.0f}m left)"
             for a in self.conditions.current(self.now)
         )
-        firing = [a for a in self.services.alerts.list() if a["state"] == "firing"]
+        alerts_now = self.services.alerts.list()
+        firing = [a for a in alerts_now if a["state"] == "firing"]
         roots = [f"{a['name']}{{{a['labels'].get('system', '')}}}" for a in firing if a["root_cause"]]
-        suppressed = sum(1 for a in self.services.alerts.list() if a["state"] == "suppressed")
+        suppressed = sum(1 for a in alerts_now if a["state"] == "suppressed")
         alerts = f"{len(firing)} firing" + (
             f", root cause {' '.join(roots)}, {suppressed} suppressed" if roots else ""
         )
