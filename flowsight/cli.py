@@ -111,6 +111,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_config(args: argparse.Namespace) -> int:
+    from flowsight.cluster_layout import ClusterLayout
+
+    try:
+        layout = ClusterLayout(args.cluster, args.shards, args.replicas, args.host_pattern, args.port)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in layout.files().items():
+        (args.out / name).write_text(text)
+        print(f"wrote {args.out / name}")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from flowsight.alerts.loading import check_rules_file
     from flowsight.slo.loading import DEFAULT_SLOS, check_slo_file
@@ -220,6 +235,20 @@ def parser() -> argparse.ArgumentParser:
         "--print-ddl", action="store_true", help="print every statement instead of running them"
     )
     migrate.set_defaults(func=cmd_migrate)
+
+    layout = sub.add_parser(
+        "cluster-config",
+        help="write the ClickHouse remote_servers and per-server macros files for a shards x replicas cluster",
+    )
+    layout.add_argument("--cluster", required=True, help="cluster name (FLOWSIGHT_CLUSTER)")
+    layout.add_argument("--shards", type=int, required=True)
+    layout.add_argument("--replicas", type=int, required=True)
+    layout.add_argument(
+        "--host-pattern", default="clickhouse-{shard}-{replica}", help="server host names, from 1"
+    )
+    layout.add_argument("--port", type=int, default=9000, help="native protocol port (default 9000)")
+    layout.add_argument("--out", type=Path, required=True, help="directory to write the XML files to")
+    layout.set_defaults(func=cmd_cluster_config)
 
     check = sub.add_parser("check-config", help="validate workflow, topology and settings files")
     check.add_argument("paths", nargs="+", help="YAML files")
