@@ -202,11 +202,17 @@ class EventWriter:
     # -- submitting -----------------------------------------------------------------------
 
     def submit(
-        self, events: pa.Table, dead: pa.Table | None = None, spans: pa.Table | None = None
+        self,
+        events: pa.Table,
+        dead: pa.Table | None = None,
+        spans: pa.Table | None = None,
+        *,
+        hashes: np.ndarray | None = None,
     ) -> Future[WriteOutcome]:
         """Queue a validated batch; the future resolves when it is durable.
 
-        The ids are hashed here, on the caller's thread, to keep the writer's share small.
+        The ids are hashed here, on the caller's thread, to keep the writer's share small
+        (``hashes``, when the caller hashed them already).
 
         Raises:
             Backpressure: too many events are already waiting.
@@ -215,8 +221,9 @@ class EventWriter:
         future: Future[WriteOutcome] = Future()
         spans = spans if spans is not None else EMPTY_SPANS
         rows = events.num_rows + spans.num_rows
-        hashes = hash_ids(events.column("event_id").to_pylist())
-        span_hashes = hash_ids(span_keys(spans).to_pylist())
+        if hashes is None:
+            hashes = hash_ids(events.column("event_id").to_pylist())
+        span_hashes = hash_ids(span_keys(spans).to_pylist()) if spans.num_rows else np.empty(0, np.uint64)
         with self._cond:
             if self._pending_rows + rows > self.max_pending_rows and self._pending_rows:
                 raise Backpressure(f"{self._pending_rows} events are waiting to be written")

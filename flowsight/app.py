@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -263,6 +264,9 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.start()
+        # What start-up built (modules, routes, settings, the dedup filter) lives as long as the
+        # process: keep it out of the collector's full passes, which otherwise walk it each time.
+        gc.freeze()
         try:
             yield
         finally:
