@@ -856,7 +856,11 @@ def parser() -> argparse.ArgumentParser:
         "--batch", type=positive, default=1000, help="events per request (the server refuses more than 50000)"
     )
     p.add_argument(
-        "--concurrency", type=positive, default=8, help="client threads, each with one keep-alive connection"
+        "--concurrency",
+        type=positive,
+        default=64,
+        help="client threads, each with one keep-alive connection; events in flight (batch x concurrency) "
+        "bound the size of the server's inserts",
     )
     p.add_argument(
         "--direct-chunk",

@@ -112,6 +112,7 @@ class EventWriter:
         spool: Spool,
         *,
         batch_rows: int = 50_000,
+        linger_seconds: float = 0.0,
         max_pending_rows: int = 500_000,
         retry_seconds: float = 1.0,
         refresh_seconds: float | None = None,
@@ -120,6 +121,8 @@ class EventWriter:
         self.schema = schema
         self.spool = spool
         self.batch_rows = batch_rows
+        self.linger_seconds = linger_seconds
+        self._last_commit = float("-inf")  # monotonic time the last commit ended
         self.max_pending_rows = max_pending_rows
         self.retry_seconds = retry_seconds
         self.stats = WriterStats()
@@ -249,6 +252,10 @@ class EventWriter:
         with self._cond:
             if not self._queue and not self._stopping:
                 self._cond.wait(timeout=self.retry_seconds)
+            if self._should_linger():
+                deadline = time.monotonic() + self.linger_seconds
+                while self._should_linger() and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(timeout=left)
             taken: list[_Pending] = []
             rows = 0
             while self._queue and (not taken or rows + self._queue[0].rows <= self.batch_rows):
@@ -258,6 +265,16 @@ class EventWriter:
             self._pending_rows -= rows
             return taken
 
+    def _should_linger(self) -> bool:
+        """Whether to wait for more: under steady load (a commit ended within the last second)
+        with a small batch waiting. Called with the condition held."""
+        return (
+            self.linger_seconds > 0
+            and not self._stopping
+            and 0 < self._pending_rows < self.batch_rows // 4
+            and time.monotonic() - self._last_commit < 1.0
+        )
+
     def _run(self) -> None:
         while True:
             items = self._take()
@@ -265,6 +282,7 @@ class EventWriter:
                 self._housekeeping()
                 if items:
                     self._write(items)
+                    self._last_commit = time.monotonic()
             except Exception as exc:  # never leave a request waiting on a dead thread
                 log.exception("the writer failed a batch")
                 for item in items:
