@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
+from flowsight.auth import principal_of
 from flowsight.collector.body import BodyError, decode, read_limited
 from flowsight.collector.dead_letters import DeadLetterStore
 from flowsight.collector.ingest import BadBody, EventIngestor, TooManyEvents
@@ -58,7 +59,9 @@ def router(
         try:
             raw = await read_limited(request.stream(), request.headers.get("content-length"), max_body_bytes)
             body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
-            result = await ingestor.ingest(body, request.headers.get("content-type"))
+            result = await ingestor.ingest(
+                body, request.headers.get("content-type"), sender=principal_of(request.state)
+            )
         except BodyError as exc:
             return error_response(exc.status, exc.message)
         except BadBody as exc:

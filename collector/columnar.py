@@ -27,16 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from flowsight.collector.events import (
-    EVENT_SCHEMA,
-    FIELDS,
-    MAX_ATTRIBUTE_KEY_CHARS,
-    MAX_ATTRIBUTE_VALUE_CHARS,
-    MAX_ATTRIBUTES,
-    MAX_CHANNEL_CHARS,
-    MAX_ID_CHARS,
-    EventBatch,
-)
+from flowsight.collector.events import DEFAULT_LIMITS, EVENT_SCHEMA, FIELDS, EventBatch, EventLimits
 from flowsight.workflows import WorkflowCatalog
 
 TEXT_FIELDS = tuple(name for name in EVENT_SCHEMA.names if name in FIELDS and name != "attributes")
@@ -122,7 +113,7 @@ def _no_attributes(n: int) -> pa.Array:
     )
 
 
-def _attribute_maps(column: pa.ChunkedArray | None, n: int, ok: np.ndarray) -> pa.Array:
+def _attribute_maps(column: pa.ChunkedArray | None, n: int, ok: np.ndarray, limits: EventLimits) -> pa.Array:
     """Rows' attributes as a map<string, string> array; rows it cannot represent exactly are
     cleared from ``ok``. Keys of a row follow the column's field order."""
     if column is None or pa.types.is_null(column.type):
@@ -135,7 +126,7 @@ def _attribute_maps(column: pa.ChunkedArray | None, n: int, ok: np.ndarray) -> p
     children: list[pa.Array] = []
     # flatten() gives each key's values with the rows lacking the object (or the key) as null
     for name, child in zip(struct.type.names, struct.flatten(), strict=True):
-        if pa.types.is_string(child.type) and 0 < len(name) <= MAX_ATTRIBUTE_KEY_CHARS:
+        if pa.types.is_string(child.type) and 0 < len(name) <= limits.max_attribute_key_chars:
             keys.append(name)
             children.append(child)
         else:  # a value that is not a string, or a key out of bounds: the row path names it
@@ -144,9 +135,9 @@ def _attribute_maps(column: pa.ChunkedArray | None, n: int, ok: np.ndarray) -> p
         return _no_attributes(n)
     values = pa.concat_arrays(children)  # key by key, n rows each
     grid = _is_true(values.is_valid()).reshape(len(keys), n).T  # rows x keys
-    too_long = _is_true(pc.greater(pc.utf8_length(values), MAX_ATTRIBUTE_VALUE_CHARS))
+    too_long = _is_true(pc.greater(pc.utf8_length(values), limits.max_attribute_value_chars))
     ok &= ~(too_long.reshape(len(keys), n).T & grid).any(axis=1)
-    ok &= grid.sum(axis=1) <= MAX_ATTRIBUTES
+    ok &= grid.sum(axis=1) <= limits.max_attributes
     rows, slots = np.nonzero(grid)  # row-major: each row's keys in column order
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
@@ -180,9 +171,19 @@ def _timestamps_ms(column: pa.ChunkedArray, ok: np.ndarray) -> np.ndarray:
 
 
 def validate_ndjson(
-    body: bytes, catalog: WorkflowCatalog, source: str, ingested_at_ms: int, max_events: int
+    body: bytes,
+    catalog: WorkflowCatalog,
+    source: str,
+    ingested_at_ms: int,
+    max_events: int,
+    *,
+    limits: EventLimits = DEFAULT_LIMITS,
+    systems: frozenset[str] | None = None,
+    sender: str = "",
 ) -> ColumnarBatch | None:
     """Validate an NDJSON body as columns; ``None`` when the row path must take the whole body.
+
+    ``limits``, ``systems`` and ``sender`` are those of :class:`EventBatch`.
 
     Raises:
         TooMany: more events than ``max_events``.
@@ -208,21 +209,25 @@ def validate_ndjson(
         if name not in FIELDS:
             ok &= ~_is_true(pc.is_valid(table.column(name)))
     col = table.column
-    ok &= _length_between(col("event_id"), 1, MAX_ID_CHARS)
-    ok &= _length_between(col("correlation_id"), 1, MAX_ID_CHARS)
+    ok &= _length_between(col("event_id"), 1, limits.max_id_chars)
+    ok &= _length_between(col("correlation_id"), 1, limits.max_id_chars)
     pairs = _stage_keys(catalog)
     ok &= _is_true(pc.is_in(pc.binary_join_element_wise(col("workflow"), col("stage"), "\x1f"), pairs))
     ok &= _is_true(pc.match_substring_regex(col("system"), _SYSTEM))
+    if systems is not None:
+        ok &= _is_true(pc.is_in(col("system"), pa.array(sorted(systems), pa.string())))
     occurred_ms = _timestamps_ms(col("occurred_at"), ok)
+    if limits.max_future_ms is not None:
+        ok &= occurred_ms <= ingested_at_ms + limits.max_future_ms
     status = pc.fill_null(col("status"), "ok")
     ok &= _is_true(pc.is_in(status, pa.array(["ok", "failed"])))
     channel = pc.fill_null(col("channel"), "")
-    ok &= _is_true(pc.less_equal(pc.utf8_length(channel), MAX_CHANNEL_CHARS))
+    ok &= _is_true(pc.less_equal(pc.utf8_length(channel), limits.max_channel_chars))
     trace_ok, trace_id = _optional_matching(col("trace_id"), _TRACE_ID)
     span_ok, span_id = _optional_matching(col("span_id"), _SPAN_ID)
     ok &= trace_ok & span_ok
     attributes = _attribute_maps(
-        table.column("attributes") if "attributes" in table.column_names else None, n, ok
+        table.column("attributes") if "attributes" in table.column_names else None, n, ok, limits
     )
 
     accepted = pa.Table.from_arrays(
@@ -250,7 +255,7 @@ def validate_ndjson(
     accepted = accepted.take(pa.array(kept))
     # The rows the kernels were not sure of: decoded again, validated one by one.
     lines = lines if lines is not None else _lines(body)
-    checked = EventBatch(catalog, source, ingested_at_ms)
+    checked = EventBatch(catalog, source, ingested_at_ms, limits=limits, systems=systems, sender=sender)
     redo = np.flatnonzero(~ok)
     passed: list[int] = []
     for index in redo.tolist():

@@ -16,11 +16,21 @@ import pyarrow as pa
 
 from flowsight.workflows import WorkflowCatalog
 
-MAX_ID_CHARS = 128
-MAX_CHANNEL_CHARS = 64
-MAX_ATTRIBUTES = 64
-MAX_ATTRIBUTE_KEY_CHARS = 128
-MAX_ATTRIBUTE_VALUE_CHARS = 4096
+
+@dataclass(frozen=True)
+class EventLimits:
+    """The bounds an event must keep (each a setting of the service)."""
+
+    max_id_chars: int = 128
+    max_channel_chars: int = 64
+    max_attributes: int = 64
+    max_attribute_key_chars: int = 128
+    max_attribute_value_chars: int = 4096
+    max_future_ms: int | None = None
+    """How far past the time of ingestion ``occurred_at`` may be; None: no bound."""
+
+
+DEFAULT_LIMITS = EventLimits()
 
 FIELDS = frozenset(
     {
@@ -104,39 +114,39 @@ def _remember_system(system: str) -> bool:
     return True
 
 
-def _simple_attributes(value: Any) -> bool:
-    """A dict of at most 64 short string keys and string values (the common case)."""
-    if type(value) is not dict or len(value) > MAX_ATTRIBUTES:
+def _simple_attributes(value: Any, limits: EventLimits) -> bool:
+    """A dict of few short string keys and string values (the common case)."""
+    if type(value) is not dict or len(value) > limits.max_attributes:
         return False
     for key, item in value.items():
         if (
-            len(key) > MAX_ATTRIBUTE_KEY_CHARS
+            len(key) > limits.max_attribute_key_chars
             or type(item) is not str
-            or len(item) > MAX_ATTRIBUTE_VALUE_CHARS
+            or len(item) > limits.max_attribute_value_chars
         ):
             return False
     return True
 
 
-def _attributes(value: Any, problems: list[str]) -> list[tuple[str, str]]:
+def _attributes(value: Any, problems: list[str], limits: EventLimits) -> list[tuple[str, str]]:
     if value is None:
         return []
     if not isinstance(value, dict):
         problems.append("attributes: must be an object of string to string")
         return []
-    if len(value) > MAX_ATTRIBUTES:
-        problems.append(f"attributes: at most {MAX_ATTRIBUTES} entries, got {len(value)}")
+    if len(value) > limits.max_attributes:
+        problems.append(f"attributes: at most {limits.max_attributes} entries, got {len(value)}")
         return []
     items = []
     for key, item in value.items():
-        if len(key) > MAX_ATTRIBUTE_KEY_CHARS:
+        if len(key) > limits.max_attribute_key_chars:
             problems.append(
-                f"attributes: key {key[:32]!r}... longer than {MAX_ATTRIBUTE_KEY_CHARS} characters"
+                f"attributes: key {key[:32]!r}... longer than {limits.max_attribute_key_chars} characters"
             )
         elif not isinstance(item, str):
             problems.append(f"attributes.{key}: must be a string")
-        elif len(item) > MAX_ATTRIBUTE_VALUE_CHARS:
-            problems.append(f"attributes.{key}: longer than {MAX_ATTRIBUTE_VALUE_CHARS} characters")
+        elif len(item) > limits.max_attribute_value_chars:
+            problems.append(f"attributes.{key}: longer than {limits.max_attribute_value_chars} characters")
         else:
             items.append((key, item))
     return items
@@ -160,6 +170,11 @@ class EventBatch:
     errors: list[tuple[int, str, str]] = field(default_factory=list)
     """(index in the request, event_id if readable, error text)"""
     rejected_payloads: list[Any] = field(default_factory=list)
+    limits: EventLimits = DEFAULT_LIMITS
+    systems: frozenset[str] | None = None
+    """The systems the sender may report for (its token's), or None for any."""
+    sender: str = ""
+    """The sender's name, for errors about what it may not send."""
 
     def __len__(self) -> int:
         return len(self.columns["event_id"])
@@ -167,6 +182,11 @@ class EventBatch:
     def __post_init__(self) -> None:
         self._pairs = {(wf.name, stage.name) for wf in self.catalog for stage in wf.stages}
         self._appenders = tuple(column.append for column in self._lists())
+        limits = self.limits
+        self._max_id = limits.max_id_chars
+        self._max_channel = limits.max_channel_chars
+        future = limits.max_future_ms
+        self._latest_ms = self.ingested_at_ms + future if future is not None else 1 << 62
 
     def add(self, index: int, event: Any) -> bool:
         """Validate one decoded event and append it; returns False (recording why) when it fails.
@@ -186,24 +206,26 @@ class EventBatch:
             occurred_ms = parse_timestamp(get("occurred_at"))
             if (
                 type(event_id) is str
-                and 0 < len(event_id) <= MAX_ID_CHARS
+                and 0 < len(event_id) <= self._max_id
                 and type(correlation_id) is str
-                and 0 < len(correlation_id) <= MAX_ID_CHARS
+                and 0 < len(correlation_id) <= self._max_id
                 and type(workflow) is str
                 and type(stage) is str
                 and (workflow, stage) in self._pairs
                 and type(system) is str
                 and (system in _VALID_SYSTEMS or _remember_system(system))
+                and (self.systems is None or system in self.systems)
                 and occurred_ms is not None
+                and occurred_ms <= self._latest_ms
                 and (status == "ok" or status == "failed")
                 and type(channel) is str
-                and len(channel) <= MAX_CHANNEL_CHARS
+                and len(channel) <= self._max_channel
                 and (
                     not trace_id
                     or (type(trace_id) is str and _TRACE_ID.fullmatch(trace_id := trace_id.lower()))
                 )
                 and (not span_id or (type(span_id) is str and _SPAN_ID.fullmatch(span_id := span_id.lower())))
-                and (attributes is None or _simple_attributes(attributes))
+                and (attributes is None or _simple_attributes(attributes, self.limits))
             ):
                 self._append(
                     event_id,
@@ -269,8 +291,8 @@ class EventBatch:
             self.reject(index, "", event, "event: must be a JSON object")
             return False
         problems: list[str] = []
-        event_id = _text(event, "event_id", problems, MAX_ID_CHARS)
-        correlation_id = _text(event, "correlation_id", problems, MAX_ID_CHARS)
+        event_id = _text(event, "event_id", problems, self._max_id)
+        correlation_id = _text(event, "correlation_id", problems, self._max_id)
         workflow_name = event.get("workflow")
         stage = event.get("stage")
         workflow = self.catalog.get(workflow_name) if isinstance(workflow_name, str) else None
@@ -291,6 +313,11 @@ class EventBatch:
             problems.append("system: required")
         elif not isinstance(system, str) or not _SYSTEM.fullmatch(system):
             problems.append("system: must match [a-z0-9_.-]{1,64}")
+        elif self.systems is not None and system not in self.systems:
+            problems.append(
+                f"system: {self.sender or 'this sender'} may send events of {', '.join(sorted(self.systems))} "
+                f"only, not {system!r}"
+            )
         occurred = event.get("occurred_at")
         occurred_ms = parse_timestamp(occurred)
         if occurred is None:
@@ -299,19 +326,23 @@ class EventBatch:
             problems.append(
                 f"occurred_at: must be an RFC 3339 timestamp with offset, e.g. 2026-11-26T10:00:00Z, got {str(occurred)[:40]!r}"
             )
+        elif occurred_ms > self._latest_ms:
+            ahead = (occurred_ms - self.ingested_at_ms) // 1000
+            limit = (self._latest_ms - self.ingested_at_ms) // 1000
+            problems.append(f"occurred_at: {ahead} s in the future; at most {limit} s ahead is accepted")
         status = event.get("status", "ok")
         if status not in STATUSES:
             problems.append(f"status: must be 'ok' or 'failed', got {str(status)[:32]!r}")
         channel = event.get("channel") or ""
-        if not isinstance(channel, str) or len(channel) > MAX_CHANNEL_CHARS:
-            problems.append(f"channel: must be a string of at most {MAX_CHANNEL_CHARS} characters")
+        if not isinstance(channel, str) or len(channel) > self._max_channel:
+            problems.append(f"channel: must be a string of at most {self._max_channel} characters")
         trace_id = event.get("trace_id") or ""
         if trace_id and not (isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id.lower())):
             problems.append("trace_id: must be 32 hex characters")
         span_id = event.get("span_id") or ""
         if span_id and not (isinstance(span_id, str) and _SPAN_ID.fullmatch(span_id.lower())):
             problems.append("span_id: must be 16 hex characters")
-        attributes = _attributes(event.get("attributes"), problems)
+        attributes = _attributes(event.get("attributes"), problems, self.limits)
         unknown = event.keys() - FIELDS
         if unknown:
             problems.extend(f"{name[:64]}: unknown field" for name in sorted(unknown))

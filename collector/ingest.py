@@ -11,10 +11,11 @@ from typing import Any
 
 import orjson
 
+from flowsight.auth import Principal
 from flowsight.collector import dead_letters
 from flowsight.collector.columnar import ColumnarBatch, TooMany, validate_ndjson
 from flowsight.collector.dead_letters import DeadLetterStore
-from flowsight.collector.events import EventBatch
+from flowsight.collector.events import DEFAULT_LIMITS, EventBatch, EventLimits
 from flowsight.collector.seen_ids import hash_ids
 from flowsight.collector.writer import EventWriter
 from flowsight.timefmt import to_ms
@@ -128,21 +129,34 @@ class EventIngestor:
         clock: Callable[[], datetime],
         *,
         max_events: int = 50_000,
+        limits: EventLimits = DEFAULT_LIMITS,
     ):
         self.writer = writer
         self.dead_letter_store = dead_letter_store
         self.catalog = catalog
         self.clock = clock
         self.max_events = max_events
+        self.limits = limits
 
     def _now_ms(self) -> int:
         return to_ms(self.clock())
 
-    def validate(self, events: list[Any], source: str) -> EventBatch:
+    def new_batch(self, source: str, sender: Principal | None = None) -> EventBatch:
+        """An empty batch under this service's limits (and the sender's systems, if limited)."""
+        return EventBatch(
+            self.catalog(),
+            source,
+            self._now_ms(),
+            limits=self.limits,
+            systems=sender.systems if sender else None,
+            sender=f"token {sender.name!r}" if sender else "",
+        )
+
+    def validate(self, events: list[Any], source: str, sender: Principal | None = None) -> EventBatch:
         """Validate decoded events into a batch (accepted columns plus errors)."""
         if len(events) > self.max_events:
             raise TooManyEvents(f"{len(events)} events in one request; the limit is {self.max_events}")
-        batch = EventBatch(self.catalog(), source, self._now_ms())
+        batch = self.new_batch(source, sender)
         for index, event in enumerate(events):
             if isinstance(event, RawLine):
                 batch.reject(index, "", event.data, f"line {index + 1}: not valid JSON: {event.error}")
@@ -150,8 +164,11 @@ class EventIngestor:
                 batch.add(index, event)
         return batch
 
-    async def ingest(self, body: bytes, content_type: str | None, source: str = "api") -> IngestResult:
-        """Decode, validate and durably write one request's events.
+    async def ingest(
+        self, body: bytes, content_type: str | None, source: str = "api", sender: Principal | None = None
+    ) -> IngestResult:
+        """Decode, validate and durably write one request's events (``sender``: the token it came
+        with, which may limit the systems its events claim).
 
         Raises:
             BadBody: the body is not JSON; it is kept as a dead letter before this is raised.
@@ -159,7 +176,7 @@ class EventIngestor:
             writer.Backpressure, spool.SpoolFull: nothing was accepted; retry later.
         """
         if len(body) >= COLUMNAR_MIN_BYTES and media_type(content_type) in NDJSON_TYPES:
-            columnar = await asyncio.to_thread(self.validate_columns, body, source)
+            columnar = await asyncio.to_thread(self.validate_columns, body, source, sender)
             if columnar is not None:
                 return await self.write(columnar, source)
         try:
@@ -167,14 +184,26 @@ class EventIngestor:
         except BadBody as exc:
             await self._keep_body(body, str(exc), source)
             raise
-        batch = self.validate(events, source)
+        batch = self.validate(events, source, sender)
         return await self.write(batch, source)
 
-    def validate_columns(self, body: bytes, source: str) -> ColumnarBatch | None:
+    def validate_columns(
+        self, body: bytes, source: str, sender: Principal | None = None
+    ) -> ColumnarBatch | None:
         """The columnar path (see :mod:`flowsight.collector.columnar`), with the ids hashed for
         the writer's dedup filter; ``None`` when the row path must take the body."""
+        template = self.new_batch(source, sender)
         try:
-            batch = validate_ndjson(body, self.catalog(), source, self._now_ms(), self.max_events)
+            batch = validate_ndjson(
+                body,
+                template.catalog,
+                source,
+                template.ingested_at_ms,
+                self.max_events,
+                limits=self.limits,
+                systems=template.systems,
+                sender=template.sender,
+            )
         except TooMany as exc:
             raise TooManyEvents(
                 f"{exc.count} events in one request; the limit is {self.max_events}"
@@ -204,7 +233,7 @@ class EventIngestor:
 
     async def _keep_body(self, body: bytes, reason: str, source: str) -> None:
         dead = dead_letters.build(self._now_ms(), source, [("", reason, body)])
-        empty = EventBatch(self.catalog(), source, self._now_ms()).to_arrow()
+        empty = self.new_batch(source).to_arrow()
         await asyncio.wrap_future(self.writer.submit(empty, dead))
 
     async def replay(self, limit: int = 10_000) -> dict[str, int]:
@@ -222,7 +251,7 @@ class EventIngestor:
                 decoded.append(orjson.loads(letter.payload))
             except orjson.JSONDecodeError:
                 decoded.append(RawLine(letter.payload.encode(), "not valid JSON"))
-        batch = EventBatch(self.catalog(), "replay", self._now_ms())
+        batch = self.new_batch("replay")
         passed: set[int] = set()
         for index, event in enumerate(decoded):
             if isinstance(event, dict) and batch.add(index, event):

@@ -13,6 +13,7 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from flowsight.auth import Principal, principal_of
 from flowsight.collector.body import BodyError, decode, read_limited
 from flowsight.collector.otlp import JSON, OtlpDecodeError, UnsupportedMediaType, media_type
 from flowsight.collector.otlp_ingest import OtlpIngestor, OtlpResult
@@ -44,7 +45,7 @@ def router(
 
     async def receive(
         request: Request,
-        handle: Callable[[bytes, str], Awaitable[OtlpResult]],
+        handle: Callable[[bytes, str, Principal | None], Awaitable[OtlpResult]],
         respond: Callable[[OtlpResult], Message],
     ) -> Response:
         try:
@@ -54,7 +55,7 @@ def router(
         try:
             raw = await read_limited(request.stream(), request.headers.get("content-length"), max_body_bytes)
             body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
-            result = await handle(body, media)
+            result = await handle(body, media, principal_of(request.state))
         except BodyError as exc:
             return status_response(exc.status, exc.message, media)
         except OtlpDecodeError as exc:

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from flowsight.auth import Principal
 from flowsight.collector import dead_letters
-from flowsight.collector.events import EventBatch
+from flowsight.collector.events import DEFAULT_LIMITS, EventBatch, EventLimits
 from flowsight.collector.otlp import SpanBatch, attributes, correlation_of, decode_logs, decode_traces
 from flowsight.collector.writer import EMPTY_SPANS, EventWriter
 from flowsight.timefmt import to_ms
@@ -100,28 +103,51 @@ class OtlpIngestor:
         catalog: Callable[[], WorkflowCatalog],
         clock: Callable[[], datetime],
         correlation_keys: Sequence[str],
+        limits: EventLimits = DEFAULT_LIMITS,
     ):
         self.writer = writer
         self.catalog = catalog
         self.clock = clock
         self.correlation_keys = tuple(correlation_keys)
+        self.limits = limits
 
-    async def traces(self, body: bytes, media: str) -> OtlpResult:
-        """Store the spans of an ``ExportTraceServiceRequest`` (resent spans once)."""
+    async def traces(self, body: bytes, media: str, sender: Principal | None = None) -> OtlpResult:
+        """Store the spans of an ``ExportTraceServiceRequest`` (resent spans once). A sender
+        limited to some systems has the spans of other services rejected."""
         request = decode_traces(body, media)
         batch = SpanBatch(self.correlation_keys)
         batch.add_request(request)
+        spans = batch.to_arrow()
+        rejected, message = batch.rejected, batch.message()
+        if sender is not None and sender.systems is not None and spans.num_rows:
+            allowed = pc.is_in(spans.column("ServiceName"), pa.array(sorted(sender.systems), pa.string()))
+            refused = spans.num_rows - pc.sum(allowed).as_py()
+            if refused:
+                spans = spans.filter(allowed)
+                rejected += refused
+                note = (
+                    f"{refused} span(s) from services token {sender.name!r} may not report for "
+                    f"(it may send for {', '.join(sorted(sender.systems))})"
+                )
+                message = f"{message}; {note}" if message else note
         outcome = await asyncio.wrap_future(
-            self.writer.submit(EventBatch(self.catalog(), "otlp", 0).to_arrow(), None, batch.to_arrow())
+            self.writer.submit(EventBatch(self.catalog(), "otlp", 0).to_arrow(), None, spans)
         )
-        return OtlpResult(outcome.spans_accepted, outcome.spans_duplicates, batch.rejected, batch.message())
+        return OtlpResult(outcome.spans_accepted, outcome.spans_duplicates, rejected, message)
 
-    async def logs(self, body: bytes, media: str) -> OtlpResult:
+    async def logs(self, body: bytes, media: str, sender: Principal | None = None) -> OtlpResult:
         """Turn lifecycle log records into events; the rest are acknowledged and not kept."""
         request = decode_logs(body, media)
         events, ignored = lifecycle_events(request, self.correlation_keys)
         now_ms = to_ms(self.clock())
-        batch = EventBatch(self.catalog(), "otlp", now_ms)
+        batch = EventBatch(
+            self.catalog(),
+            "otlp",
+            now_ms,
+            limits=self.limits,
+            systems=sender.systems if sender else None,
+            sender=f"token {sender.name!r}" if sender else "",
+        )
         for index, item in enumerate(events):
             batch.add(index, item)
         dead = dead_letters.build(

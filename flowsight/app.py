@@ -26,11 +26,13 @@ from flowsight.alerts.model import RuleSet
 from flowsight.alerts.notifiers import AlertmanagerNotifier, SlackNotifier, WebhookNotifier
 from flowsight.alerts.silences import SilenceStore
 from flowsight.alerts.state import AlertStateStore
+from flowsight.auth import AuthMiddleware, RateLimiter, TokenSet
 from flowsight.clock import Clock, system_clock
 from flowsight.collector import schema as collector_schema
 from flowsight.collector.api import json_response
 from flowsight.collector.api import router as collector_router
 from flowsight.collector.dead_letters import DeadLetterStore
+from flowsight.collector.events import EventLimits
 from flowsight.collector.ingest import EventIngestor
 from flowsight.collector.metrics import CollectorHealth
 from flowsight.collector.order_figures import OrderFigures, SliCounts
@@ -40,12 +42,13 @@ from flowsight.collector.spool import Spool
 from flowsight.collector.system_figures import SystemFigures
 from flowsight.collector.timeline import TimelineReader
 from flowsight.collector.writer import EventWriter
-from flowsight.configfiles import load_topology, load_workflows
+from flowsight.configfiles import load_tokens, load_topology, load_workflows
 from flowsight.dashboards.feed import EvaluationFeed, Feed
 from flowsight.dashboards.feed import router as feed_router
 from flowsight.dashboards.pages import STATIC
 from flowsight.dashboards.pages import router as pages_router
 from flowsight.ddl import Schema
+from flowsight.login import router as login_router
 from flowsight.migrations import Migration
 from flowsight.settings import Settings
 from flowsight.slo import schema as slo_schema
@@ -106,6 +109,7 @@ class Services:
     dead_letters: DeadLetterStore
     clock: Clock
     owns_store: bool = True
+    tokens: TokenSet | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     _scheduler: Any = None
 
@@ -141,10 +145,22 @@ class Services:
             self.store.close()
 
 
+def event_limits(settings: Settings) -> EventLimits:
+    return EventLimits(
+        max_id_chars=settings.max_id_chars,
+        max_channel_chars=settings.max_channel_chars,
+        max_attributes=settings.max_attributes_per_event,
+        max_attribute_key_chars=settings.max_attribute_key_chars,
+        max_attribute_value_chars=settings.max_attribute_value_chars,
+        max_future_ms=settings.max_future_seconds * 1000,
+    )
+
+
 def build_services(settings: Settings, *, store: Store | None = None, clock: Clock | None = None) -> Services:
     """Build (but do not start) the services; ``store`` and ``clock`` may be injected."""
     catalog = load_catalog(settings)
     topology = load_topology_of(settings)
+    tokens = load_tokens(settings.tokens_file) if settings.tokens_file else None
     owns_store = store is None
     if store is None:
         store = Store.connect(settings.dsn, settings.database, cluster=settings.cluster is not None)
@@ -182,6 +198,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     )
     services = Services(
         settings=settings,
+        tokens=tokens,
         store=store,
         schema=schema,
         catalog=catalog,
@@ -194,8 +211,11 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
             lambda: services.catalog,
             clock,
             max_events=settings.max_events_per_request,
+            limits=event_limits(settings),
         ),
-        otlp=OtlpIngestor(writer, lambda: services.catalog, clock, settings.correlation_keys),
+        otlp=OtlpIngestor(
+            writer, lambda: services.catalog, clock, settings.correlation_keys, event_limits(settings)
+        ),
         evaluator=Evaluator(
             SloEngine(SliCounts(store, schema)),
             FlowHealth(OrderFigures(store, schema)),
@@ -283,6 +303,12 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
     )
     shutdown_tracing.append(selftrace.install(app, services.settings))
     settings = services.settings
+    app.add_middleware(
+        AuthMiddleware,
+        tokens=services.tokens,
+        limiter=RateLimiter(settings.rate_limit_requests_per_second, settings.rate_limit_burst),
+    )
+    app.include_router(login_router(services.tokens))
     ingests = settings.role != "evaluator"
     app.include_router(
         collector_router(

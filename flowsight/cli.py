@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from flowsight.app import build_services, create_app
+    from flowsight.auth import loopback_only, redact_dsn
 
     settings = _settings(args)
     # The writer thread spends most of a commit inside ClickHouse with the GIL released and
@@ -34,15 +35,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     log = logging.getLogger("flowsight")
+    services = build_services(settings)
+    host, notice = loopback_only(settings.host, services.tokens)
+    if notice:
+        log.warning(notice)
+    elif services.tokens is not None:
+        log.info(
+            "%d tokens configured; every route but the probes and sign-in needs one", len(services.tokens)
+        )
+    else:
+        log.info("no tokens configured: requests are not authenticated (loopback only)")
     log.info(
         "database %s (%s), listening on http://%s:%d",
         settings.database,
-        settings.dsn,
-        settings.host,
+        redact_dsn(settings.dsn),
+        host,
         settings.port,
     )
-    app = create_app(build_services(settings))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+    app = create_app(services)
+    uvicorn.run(app, host=host, port=settings.port, log_level=settings.log_level, access_log=False)
     return 0
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from flowsight.auth import Principal, Token, TokenSet, digest_of
 from flowsight.durations import parse_duration
-from flowsight.spec import TopologyFileV1, WorkflowsFileV1
+from flowsight.spec import TokensFileV1, TopologyFileV1, WorkflowsFileV1
 from flowsight.topology import System, Topology, find_cycle
 from flowsight.workflows import Stage, Workflow, WorkflowCatalog
 
@@ -269,6 +270,40 @@ def load_topology(path: Path) -> Topology:
     return _load_topology_doc(_read(path))
 
 
+# -- tokens ---------------------------------------------------------------------------------
+
+
+def _load_tokens_doc(doc: _Document) -> TokenSet:
+    spec = _validate(TokensFileV1, doc)
+    assert isinstance(spec, TokensFileV1)
+    problems: list[tuple[Loc, str]] = []
+    names: set[str] = set()
+    digests: set[bytes] = set()
+    tokens = []
+    for ti, item in enumerate(spec.tokens):
+        if item.name in names:
+            problems.append((("tokens", ti, "name"), f"duplicate token name {item.name!r}"))
+        names.add(item.name)
+        digest = bytes.fromhex(item.sha256) if item.sha256 else digest_of(item.token or "")
+        if digest in digests:
+            problems.append((("tokens", ti), "the same token is given twice"))
+        digests.add(digest)
+        principal = Principal(
+            item.name,
+            frozenset(item.scopes),
+            frozenset(item.systems) if item.systems else None,
+            item.requests_per_second,
+        )
+        tokens.append(Token(principal, digest))
+    _raise_rules(doc, problems)
+    return TokenSet(tuple(tokens))
+
+
+def load_tokens(path: Path) -> TokenSet:
+    """Load and validate a tokens file."""
+    return _load_tokens_doc(_read(path))
+
+
 def _raise_rules(doc: _Document, problems: list[tuple[Loc, str]]) -> None:
     if problems:
         raise ConfigurationError(
@@ -342,13 +377,15 @@ Checker = Callable[[Path], list[ConfigIssue]]
 
 
 def detect_kind(data: Any, extra_kinds: Iterable[str] = ()) -> str:
-    """What a config file holds, from its top-level keys: workflows, topology, one of
+    """What a config file holds, from its top-level keys: workflows, topology, tokens, one of
     ``extra_kinds`` (such as slos), or settings."""
     if isinstance(data, dict):
         if "workflows" in data:
             return "workflows"
         if "systems" in data:
             return "topology"
+        if "tokens" in data:
+            return "tokens"
         for kind in extra_kinds:
             if kind in data:
                 return kind
@@ -371,6 +408,8 @@ def check_file(path: Path, checkers: Mapping[str, Checker] | None = None) -> tup
             _load_workflows_doc(doc)
         elif kind == "topology":
             _load_topology_doc(doc)
+        elif kind == "tokens":
+            _load_tokens_doc(doc)
         elif kind in checkers:
             return kind, checkers[kind](path)
         else:

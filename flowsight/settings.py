@@ -79,6 +79,37 @@ class Settings(BaseSettings):
         description="Most lifecycle events in one request; more gets 413. Default 50000. "
         "Env FLOWSIGHT_MAX_EVENTS_PER_REQUEST.",
     )
+    max_attributes_per_event: int = Field(
+        64,
+        gt=0,
+        description="Most attributes one lifecycle event may carry; more rejects the event. Default 64. "
+        "Env FLOWSIGHT_MAX_ATTRIBUTES_PER_EVENT.",
+    )
+    max_id_chars: int = Field(
+        128,
+        gt=0,
+        description="Longest event_id and correlation_id, in characters. Default 128. Env FLOWSIGHT_MAX_ID_CHARS.",
+    )
+    max_channel_chars: int = Field(
+        64, gt=0, description="Longest channel, in characters. Default 64. Env FLOWSIGHT_MAX_CHANNEL_CHARS."
+    )
+    max_attribute_key_chars: int = Field(
+        128,
+        gt=0,
+        description="Longest attribute key, in characters. Default 128. Env FLOWSIGHT_MAX_ATTRIBUTE_KEY_CHARS.",
+    )
+    max_attribute_value_chars: int = Field(
+        4096,
+        gt=0,
+        description="Longest attribute value, in characters. Default 4096. "
+        "Env FLOWSIGHT_MAX_ATTRIBUTE_VALUE_CHARS.",
+    )
+    max_future_seconds: int = Field(
+        3600,
+        ge=0,
+        description="How far ahead of the service's clock occurred_at may be, in seconds (sender clock "
+        "skew); later rejects the event. Default 3600 s. Env FLOWSIGHT_MAX_FUTURE_SECONDS.",
+    )
     write_batch_rows: int = Field(
         50_000,
         gt=0,
@@ -122,6 +153,25 @@ class Settings(BaseSettings):
         gt=0,
         description="Retry-After sent with 503/429 answers, in seconds. Default 5 s. "
         "Env FLOWSIGHT_RETRY_AFTER_SECONDS.",
+    )
+    # -- security -------------------------------------------------------------------------
+    tokens_file: Path | None = Field(
+        None,
+        description="YAML file of bearer tokens with scopes (ingest, read, admin). Without it nothing "
+        "is checked and the service listens on loopback only. Default none. Env FLOWSIGHT_TOKENS_FILE.",
+    )
+    rate_limit_requests_per_second: float = Field(
+        100.0,
+        ge=0,
+        description="Requests a second each token may make (a token's own requests_per_second wins); "
+        "more gets 429 with Retry-After. 0 turns the limit off. Default 100. "
+        "Env FLOWSIGHT_RATE_LIMIT_REQUESTS_PER_SECOND.",
+    )
+    rate_limit_burst: float = Field(
+        200.0,
+        ge=1,
+        description="Requests a token may make at once before its rate limit applies. Default 200. "
+        "Env FLOWSIGHT_RATE_LIMIT_BURST.",
     )
     correlation_keys: tuple[str, ...] = Field(
         DEFAULT_CORRELATION_KEYS,

@@ -16,6 +16,7 @@ from pydantic import (
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
@@ -86,6 +87,43 @@ class TopologyFileV1(_Spec):
 
     version: Literal[1] = 1
     systems: list[SystemSpec] = Field(min_length=1)
+
+
+Scope = Literal["ingest", "read", "admin"]
+
+
+class TokenSpec(_Spec):
+    """One bearer token: who holds it and what it may do."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="who holds it, as logs and errors name it"
+    )
+    sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="hex SHA-256 of the token (keeps the token out of the file)",
+    )
+    token: str | None = Field(None, min_length=16, description="the token itself (for development)")
+    scopes: list[Scope] = Field(min_length=1)
+    systems: list[SystemName] | None = Field(
+        None, min_length=1, description="with ingest: the only systems its events and spans may claim"
+    )
+    requests_per_second: float | None = Field(None, gt=0, description="its own rate limit")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenSpec:
+        if (self.sha256 is None) == (self.token is None):
+            raise ValueError("give exactly one of sha256 and token")
+        if self.systems is not None and "ingest" not in self.scopes:
+            raise ValueError("systems limits what an ingest token may send; this token has no ingest scope")
+        return self
+
+
+class TokensFileV1(_Spec):
+    """A tokens file, version 1."""
+
+    version: Literal[1] = 1
+    tokens: list[TokenSpec] = Field(min_length=1)
 
 
 def dispatch_on_kind(
