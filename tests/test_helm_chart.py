@@ -147,9 +147,14 @@ def test_default_values_validate_against_the_schema() -> None:
             "evaluator.evaluationIntervalSeconds: True is not of type number",
         ),
         (
-            "ingest tokens that are not strings should fail",
-            lambda v: v.__setitem__("ingestTokens", [1]),
-            "ingestTokens[0]: 1 is not of type string",
+            "a token that is not an object should fail",
+            lambda v: v.__setitem__("tokens", ["secret"]),
+            "tokens[0]: 'secret' is not of type object",
+        ),
+        (
+            "a token scope that does not exist should fail",
+            lambda v: v.__setitem__("tokens", [{"name": "oms", "token": "t" * 20, "scopes": ["write"]}]),
+            "tokens[0].scopes[0]: 'write' is not one of ['ingest', 'read', 'admin']",
         ),
     ],
     ids=lambda p: p if isinstance(p, str) and " " in p and "should" in p else "",
@@ -457,3 +462,43 @@ def test_helm_rejects_values_the_schema_refuses() -> None:
     result = helm("template", "flowsight", str(CHART), *ALL_ON, "--set", "collector.replicas=two")
     assert result.returncode != 0
     assert "replicas" in result.stderr
+
+
+@needs_helm
+def test_helm_renders_a_tokens_file_the_service_accepts(tmp_path: Path) -> None:
+    from flowsight.configfiles import load_tokens
+
+    given = '[{"name": "oms", "sha256": "' + "ab" * 32 + '", "scopes": ["ingest"], "systems": ["oms"]}]'
+    result = helm("template", "flowsight", str(CHART), *ALL_ON, "--set-json", f"tokens={given}")
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    [secret] = [d for d in docs if d["kind"] == "Secret" and "tokens.yaml" in d.get("stringData", {})]
+    path = tmp_path / "tokens.yaml"
+    path.write_text(secret["stringData"]["tokens.yaml"])
+    tokens = load_tokens(path)
+    assert sorted(t.principal.name for t in tokens.tokens) == ["oms", "prometheus"]
+    assert tokens.match(secret["stringData"]["metrics-token"]).name == "prometheus"
+    for kind in ("Deployment",):
+        for doc in (d for d in docs if d["kind"] == kind):
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert env["FLOWSIGHT_TOKENS_FILE"] == "/etc/flowsight-secrets/tokens.yaml"
+            assert "/etc/flowsight-secrets" in mounts
+
+
+@needs_helm
+def test_helm_without_tokens_generates_an_admin_token(tmp_path: Path) -> None:
+    from flowsight.configfiles import load_tokens
+
+    result = helm("template", "flowsight", str(CHART), *ALL_ON)
+    assert result.returncode == 0, result.stderr
+    [secret] = [
+        d
+        for d in yaml.safe_load_all(result.stdout)
+        if d and d["kind"] == "Secret" and "admin-token" in d["stringData"]
+    ]
+    path = tmp_path / "tokens.yaml"
+    path.write_text(secret["stringData"]["tokens.yaml"])
+    admin = load_tokens(path).match(secret["stringData"]["admin-token"])
+    assert admin is not None and admin.may("admin") and len(secret["stringData"]["admin-token"]) == 40

@@ -124,6 +124,8 @@ Environment shared by the collector and the evaluator.
 {{- end }}
 - name: FLOWSIGHT_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+- name: FLOWSIGHT_TOKENS_FILE
+  value: /etc/flowsight-secrets/tokens.yaml
 {{- end }}
 
 {{/*
@@ -154,6 +156,12 @@ Volumes shared by the workloads: the data directory (spool), /tmp and the config
   emptyDir: {}
 - name: tmp
   emptyDir: {}
+- name: secrets
+  secret:
+    secretName: {{ include "flowsight.secretName" . }}
+    items:
+      - key: tokens.yaml
+        path: tokens.yaml
 {{- if include "flowsight.hasConfig" . }}
 - name: config
   configMap:
@@ -166,6 +174,9 @@ Volumes shared by the workloads: the data directory (spool), /tmp and the config
   mountPath: /var/lib/flowsight
 - name: tmp
   mountPath: /tmp
+- name: secrets
+  mountPath: /etc/flowsight-secrets
+  readOnly: true
 {{- if include "flowsight.hasConfig" . }}
 - name: config
   mountPath: /etc/flowsight
