@@ -41,10 +41,8 @@ typecheck: install ## mypy over the flowsight package
 test: system-deps install lint typecheck ## Install everything, then lint, type-check and run the whole suite
 	$(BIN)/pytest
 
-bench: install ## Benchmarks: ingest (HTTP vs direct insert) and per-order state reads; see bench/README.md
-	$(BIN)/python bench/ingest.py --events 1000000
-	$(BIN)/python bench/order_state.py --orders 1000000
-	$(BIN)/python bench/timeline.py --orders 1000000 --spans 10000000
+bench: install ## Every benchmark at 1M and 10M stored events: table, targets and cost curves (bench/README.md)
+	$(BIN)/python bench/suite.py
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -141,9 +141,13 @@ def iter_events(n: int, seed: int) -> Iterator[dict[str, Any]]:
         yield event
 
 
-def ndjson_bodies(n: int, batch: int, seed: int) -> tuple[list[bytes], list[int]]:
-    """The events as NDJSON request bodies of ``batch`` events, and each body's event count."""
+def ndjson_bodies(n: int, batch: int, seed: int, fmt: str = "ndjson") -> tuple[list[bytes], list[int]]:
+    """The events as request bodies of ``batch`` events (NDJSON, or JSON arrays with ``fmt``
+    "json"), and each body's event count."""
     import orjson
+
+    def body(lines: list[bytes]) -> bytes:
+        return b"\n".join(lines) + b"\n" if fmt == "ndjson" else b"[" + b",".join(lines) + b"]"
 
     bodies: list[bytes] = []
     counts: list[int] = []
@@ -151,13 +155,66 @@ def ndjson_bodies(n: int, batch: int, seed: int) -> tuple[list[bytes], list[int]
     for event in iter_events(n, seed):
         lines.append(orjson.dumps(event))
         if len(lines) == batch:
-            bodies.append(b"\n".join(lines) + b"\n")
+            bodies.append(body(lines))
             counts.append(len(lines))
             lines = []
     if lines:
-        bodies.append(b"\n".join(lines) + b"\n")
+        bodies.append(body(lines))
         counts.append(len(lines))
     return bodies, counts
+
+
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json"}
+PRELOAD_ORDERS_FROM = 100_000_000
+"""Preloaded orders are numbered from here, apart from the ones the clients send."""
+
+
+def preload_only(args: argparse.Namespace) -> int:
+    """Store ``--preload`` events in a fresh server data directory, straight into the tables
+    (the order_state generator, a million orders at a time), before the server starts."""
+    from bench.order_state import generate
+    from flowsight import migrations
+    from flowsight.app import MIGRATIONS
+    from flowsight.collector.writer import INSERT_SETTINGS
+    from flowsight.ddl import Schema
+    from flowsight.store import Store
+
+    store = Store.connect(f"chdb://{Path(args.data_dir) / 'clickhouse'}", DATABASE)
+    schema = Schema(DATABASE)
+    migrations.migrate(store, schema, MIGRATIONS)
+    stored, first = 0, PRELOAD_ORDERS_FROM
+    while stored < args.preload:
+        chunk = min(1_000_000, (args.preload - stored) // 5 + 1000)  # about 6 events an order
+        table, _ = generate(chunk, args.seed + first, first)
+        table = table.slice(0, args.preload - stored)
+        for offset in range(0, table.num_rows, 500_000):
+            store.insert_arrow(schema.table("events"), table.slice(offset, 500_000), settings=INSERT_SETTINGS)
+        stored += table.num_rows
+        first += chunk
+        log(f"preload: {stored * 100 // args.preload:3d}% {stored:,}/{args.preload:,} events")
+    store.close()
+    print(json.dumps({"preloaded": stored}))
+    return 0
+
+
+def preload_phase(args: argparse.Namespace, data_dir: Path, deadline: float) -> int:
+    """Run :func:`preload_only` in its own process (chDB opens one directory per process)."""
+    started = time.perf_counter()
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--preload-only", "--preload", str(args.preload),
+           "--seed", str(args.seed), "--data-dir", str(data_dir)]  # fmt: skip
+    result = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=max(1.0, deadline - time.monotonic()),
+        check=False,
+    )
+    if result.returncode != 0:
+        raise Aborted(f"preload failed ({result.returncode})")
+    preloaded = int(json.loads(result.stdout.strip().splitlines()[-1])["preloaded"])
+    log(f"preload: {preloaded:,} events stored in {time.perf_counter() - started:.1f} s")
+    return preloaded
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -413,7 +470,8 @@ def direct_phase(args: argparse.Namespace, run: Run, data_dir: Path, deadline: f
 class Load:
     """Shared state of the client threads."""
 
-    def __init__(self, bodies: list[bytes], counts: list[int], port: int, timeout: float):
+    def __init__(self, bodies: list[bytes], counts: list[int], port: int, timeout: float, content_type: str):
+        self.content_type = content_type
         self.bodies = bodies
         self.counts = counts
         self.port = port
@@ -435,7 +493,7 @@ class Load:
         import orjson
 
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-        headers = {"Content-Type": "application/x-ndjson"}
+        headers = {"Content-Type": self.content_type}
         try:
             while not self.failed.is_set():
                 i = next(self.next_body)
@@ -536,7 +594,7 @@ def http_phase(
             time.sleep(0.1)
         log(f"http: server ready in {time.monotonic() - started:.1f} s (pid {server.pid}, port {port})")
 
-        load = Load(bodies, counts, port, timeout=max(30.0, deadline - time.monotonic()))
+        load = Load(bodies, counts, port, max(30.0, deadline - time.monotonic()), CONTENT_TYPES[args.format])
         threads = [
             threading.Thread(target=load.worker, name=f"client-{n}", daemon=True)
             for n in range(args.concurrency)
@@ -650,8 +708,8 @@ def markdown(result: dict[str, Any]) -> str:
     rss = result["server_peak_rss_mib"]
     rows = [
         (
-            "Events (NDJSON batch, client connections)",
-            f"{result['events']:,} ({result['batch']:,}, {result['concurrency']})",
+            f"Events ({result['format']} batch, client connections; stored before)",
+            f"{result['events']:,} ({result['batch']:,}, {result['concurrency']}; {result['preloaded']:,})",
             "",
             "",
         ),
@@ -720,7 +778,7 @@ def markdown(result: dict[str, Any]) -> str:
         (
             "Stored in events (unique ids)",
             f"{result['stored_count']:,} ({result['verify']['unique_ids']:,})",
-            f"= {result['events']:,}",
+            f"= {result['events'] + result['preloaded']:,}",
             "OK" if result["stored_ok"] else "FAIL",
         ),
         ("Server peak RSS", f"{rss:,.0f} MiB" if rss is not None else "n/a", "", ""),
@@ -766,15 +824,16 @@ def benchmark(args: argparse.Namespace) -> int:
     try:
         direct = direct_phase(args, run, run.tempdir("flowsight-bench-direct-"), deadline)
 
-        log(f"generating {args.events:,} events as NDJSON bodies of {args.batch}")
+        log(f"generating {args.events:,} events as {args.format} bodies of {args.batch}")
         gen_started = time.perf_counter()
-        bodies, counts = ndjson_bodies(args.events, args.batch, args.seed)
+        bodies, counts = ndjson_bodies(args.events, args.batch, args.seed, args.format)
         size = sum(map(len, bodies))
         log(
             f"generated {len(bodies)} bodies, {size / MiB:,.1f} MiB ({size / args.events:.0f} bytes/event) "
             f"in {time.perf_counter() - gen_started:.1f} s"
         )
         http_dir = run.tempdir("flowsight-bench-http-")
+        preloaded = preload_phase(args, http_dir, deadline) if args.preload else 0
         h = http_phase(args, run, http_dir, bodies, counts, deadline)
         del bodies
         log("verify: opening the server's chDB directory")
@@ -794,10 +853,12 @@ def benchmark(args: argparse.Namespace) -> int:
     ratio = h["events_per_s"] / direct_rate
     same_rate = next(r["events_per_s"] for r in direct["runs"] if r["chunk"] == args.batch)
     ratio_same = h["events_per_s"] / same_rate
-    stored_ok = counts_stored["stored"] == args.events == counts_stored["unique_ids"]
+    stored_ok = counts_stored["stored"] == args.events + preloaded == counts_stored["unique_ids"]
     rss = h["server_peak_rss_bytes"]
     result: dict[str, Any] = {
         "events": args.events,
+        "format": args.format,
+        "preloaded": preloaded,
         "batch": args.batch,
         "concurrency": args.concurrency,
         "direct_chunk": args.direct_chunk,
@@ -832,7 +893,10 @@ def benchmark(args: argparse.Namespace) -> int:
     log(f"wrote {args.out}")
     run.cleanup()
     if not stored_ok:
-        log(f"FAILED: stored counts {counts_stored} do not match {args.events} events stored exactly once")
+        log(
+            f"FAILED: stored counts {counts_stored} do not match {args.events} events (and {preloaded} "
+            "preloaded) stored exactly once"
+        )
         return 1
     return 0
 
@@ -878,6 +942,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=20261126, help="seed of the generated events")
     # Internal: the direct phase, re-invoked in its own process (chDB allows one directory per process).
+    p.add_argument(
+        "--format",
+        choices=sorted(CONTENT_TYPES),
+        default="ndjson",
+        help="request bodies: NDJSON or JSON arrays",
+    )
+    p.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="events stored in the server's database before it starts (ingest cost at that much data)",
+    )
+    p.add_argument("--preload-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--direct-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--direct-chunks", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", help=argparse.SUPPRESS)
@@ -886,6 +963,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.preload_only:
+        return preload_only(args)
     if args.direct_only:
         try:
             return direct_only(args)

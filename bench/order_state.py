@@ -50,8 +50,9 @@ def log(message: str) -> None:
     print(f"[order-state {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def generate(orders: int, seed: int) -> tuple[pa.Table, int]:
-    """Events of ``orders`` orders; returns the table and how many orders are complete."""
+def generate(orders: int, seed: int, first: int = 0) -> tuple[pa.Table, int]:
+    """Events of ``orders`` orders numbered from ``first``; returns the table and how many
+    orders are complete."""
     rng = np.random.default_rng(seed)
     stages = [s.name for s in ORDER_TO_CASH.sequence]
     owners = [s.owner for s in ORDER_TO_CASH.sequence]
@@ -71,7 +72,7 @@ def generate(orders: int, seed: int) -> tuple[pa.Table, int]:
     status = np.concatenate([status, np.full(failing.size, "failed")])
     times = np.concatenate([times, times[:, -1:]], axis=1)  # a failure's time: the next column
     n = order_idx.size
-    ids = np.char.add("ORD-", order_idx.astype(str))
+    ids = np.char.add("ORD-", (order_idx + first).astype(str))
     table = pa.table(
         {
             "event_id": pa.array(
@@ -103,6 +104,9 @@ def reads(figures: OrderFigures, at: datetime, services: Any) -> dict[str, Calla
     return {
         "funnel, completion and stuck orders (one pass)": lambda: figures.summary(ORDER_TO_CASH, at),
         "open exceptions with aging": lambda: figures.open_exceptions(ORDER_TO_CASH, at),
+        "stuck-order listing (first page of 100, longest waiting first)": lambda: figures.stuck_orders(
+            ORDER_TO_CASH, at, stages=None, limit=100, offset=0
+        )[0],
         "stage-to-stage lag percentiles": lambda: figures.lag_quantiles(
             ORDER_TO_CASH, lag_pairs(ORDER_TO_CASH), at
         ),
