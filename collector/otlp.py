@@ -30,6 +30,9 @@ _KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 _STATUS = ("Unset", "Ok", "Error")
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
+_LAST_NANO = 2**63 - 1
+"""The last time otel_traces holds: DateTime64(9) counts nanoseconds in a signed 64-bit integer
+(2262-04-11T23:47:16Z); OTLP's unsigned times go on to the year 2554."""
 
 _ATTR_MAP = pa.map_(pa.string(), pa.string())
 SPAN_SCHEMA = pa.schema(
@@ -81,21 +84,26 @@ def media_type(content_type: str | None) -> str:
 
 
 def _hex_ids_to_base64(node: Any) -> Any:
-    """OTLP JSON carries IDs as hex; protobuf's JSON mapping expects base64 for bytes."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if key in _ID_KEYS and isinstance(value, str):
-                try:
-                    value = base64.b64encode(bytes.fromhex(value)).decode()
-                except ValueError:
-                    raise OtlpDecodeError(f"{key}: {value[:40]!r} is not hex") from None
-            else:
-                value = _hex_ids_to_base64(value)
-            out[key] = value
-        return out
-    if isinstance(node, list):
-        return [_hex_ids_to_base64(item) for item in node]
+    """OTLP JSON carries IDs as hex; protobuf's JSON mapping expects base64 for bytes.
+
+    Rewrites the decoded document in place, walking it with a stack rather than recursion: a
+    body nested deeper than Python's recursion limit (in a field the receiver ignores, say) must
+    not fail the request.
+    """
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict):
+            for key, value in current.items():
+                if key in _ID_KEYS and isinstance(value, str):
+                    try:
+                        current[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                    except ValueError:
+                        raise OtlpDecodeError(f"{key}: {value[:40]!r} is not hex") from None
+                elif isinstance(value, dict | list):
+                    pending.append(value)
+        elif isinstance(current, list):
+            pending.extend(item for item in current if isinstance(item, dict | list))
     return node
 
 
@@ -267,4 +275,14 @@ def _span_problem(span: Any) -> str:
         return f"span {span.name[:64]!r}: ends before it starts"
     if not span.start_time_unix_nano:
         return f"span {span.name[:64]!r}: start_time_unix_nano is required"
+    if span.start_time_unix_nano > _LAST_NANO:
+        return f"span {span.name[:64]!r}: start_time_unix_nano is after 2262-04-11, past what can be stored"
+    if span.end_time_unix_nano > _LAST_NANO:
+        return f"span {span.name[:64]!r}: end_time_unix_nano is after 2262-04-11, past what can be stored"
+    for event in span.events:
+        if event.time_unix_nano > _LAST_NANO:
+            return (
+                f"span {span.name[:64]!r}: event {event.name[:64]!r} time_unix_nano is after 2262-04-11, "
+                "past what can be stored"
+            )
     return ""

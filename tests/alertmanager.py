@@ -142,7 +142,7 @@ class AlertmanagerProcess:
     def wait_until(
         self,
         condition: Callable[[list[dict[str, Any]]], bool],
-        timeout: float = 5.0,
+        timeout: float = 20.0,
         **query: Any,
     ) -> list[dict[str, Any]]:
         """Poll :meth:`alerts` (with ``query``) until ``condition`` holds for the list; returns it."""
