@@ -194,12 +194,58 @@ def correlation_of(keys: Sequence[str], *maps: dict[str, str]) -> str:
     return ""
 
 
+class _Maps:
+    """A column of string maps kept flat (keys, values, offsets) until it becomes Arrow."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.values: list[str] = []
+        self.offsets: list[int] = [0]
+
+    def add(self, keys: list[str], values: list[str]) -> None:
+        self.keys += keys
+        self.values += values
+        self.offsets.append(len(self.keys))
+
+    def to_arrow(self) -> pa.Array:
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, pa.int32()),
+            pa.array(self.keys, pa.string()),
+            pa.array(self.values, pa.string()),
+        )
+
+
+def _flat(pairs: Iterable[KeyValue]) -> tuple[list[str], list[str]]:
+    """OTLP key-values as parallel key and text lists (strings taken as they are)."""
+    keys, values = [], []
+    for kv in pairs:
+        keys.append(kv.key)
+        value = kv.value
+        values.append(
+            value.string_value if value.WhichOneof("value") == "string_value" else any_value_text(value)
+        )
+    return keys, values
+
+
+_MAP_COLUMNS = ("ResourceAttributes", "SpanAttributes")
+_NESTED = ("Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId", "Links.SpanId",
+           "Links.TraceState", "Links.Attributes")  # fmt: skip
+
+
 @dataclass
 class SpanBatch:
-    """Decoded spans as ``otel_traces`` columns, with what was rejected and why."""
+    """Decoded spans as ``otel_traces`` columns, with what was rejected and why.
+
+    Scalars go to one list per column, attribute maps to flat key and value lists with offsets,
+    and a resource's attributes are read once for all its spans: per span only a few list
+    appends, so a batch of thousands costs little Python and leaves little for the collector.
+    """
 
     correlation_keys: Sequence[str]
-    columns: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in SPAN_SCHEMA.names})
+    columns: dict[str, list[Any]] = field(
+        default_factory=lambda: {name: [] for name in SPAN_SCHEMA.names if name not in _MAP_COLUMNS}
+    )
+    maps: dict[str, _Maps] = field(default_factory=lambda: {name: _Maps() for name in _MAP_COLUMNS})
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -208,9 +254,25 @@ class SpanBatch:
 
     def add_request(self, request: ExportTraceServiceRequest) -> None:
         cols = self.columns
+        timestamps, trace_ids, span_ids = cols["Timestamp"], cols["TraceId"], cols["SpanId"]
+        parents, states, names, kinds = (
+            cols["ParentSpanId"],
+            cols["TraceState"],
+            cols["SpanName"],
+            cols["SpanKind"],
+        )
+        services, scope_names, scope_versions = cols["ServiceName"], cols["ScopeName"], cols["ScopeVersion"]
+        durations, codes, messages = cols["Duration"], cols["StatusCode"], cols["StatusMessage"]
+        correlations = cols["CorrelationId"]
+        nested = [cols[name] for name in _NESTED]
+        resource_maps, span_maps = self.maps["ResourceAttributes"], self.maps["SpanAttributes"]
+        keys = self.correlation_keys
+        wanted = frozenset(keys)
         for resource_spans in request.resource_spans:
-            resource = attributes(resource_spans.resource.attributes)
+            resource_keys, resource_values = _flat(resource_spans.resource.attributes)
+            resource = dict(zip(resource_keys, resource_values, strict=True))
             service = resource.get("service.name", "")
+            resource_correlation = correlation_of(keys, resource)
             for scope_spans in resource_spans.scope_spans:
                 scope = scope_spans.scope
                 for span in scope_spans.spans:
@@ -220,43 +282,57 @@ class SpanBatch:
                         if len(self.errors) < 10:
                             self.errors.append(problem)
                         continue
-                    span_attrs = attributes(span.attributes)
+                    span_keys, span_values = _flat(span.attributes)
                     start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                    cols["Timestamp"].append(start)
-                    cols["TraceId"].append(span.trace_id.hex())
-                    cols["SpanId"].append(span.span_id.hex())
-                    cols["ParentSpanId"].append(span.parent_span_id.hex())
-                    cols["TraceState"].append(span.trace_state)
-                    cols["SpanName"].append(span.name)
-                    cols["SpanKind"].append(
-                        _KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else "Unspecified"
-                    )
-                    cols["ServiceName"].append(service)
-                    cols["ResourceAttributes"].append(list(resource.items()))
-                    cols["ScopeName"].append(scope.name)
-                    cols["ScopeVersion"].append(scope.version)
-                    cols["SpanAttributes"].append(list(span_attrs.items()))
-                    cols["Duration"].append(max(end - start, 0))
+                    timestamps.append(start)
+                    trace_ids.append(span.trace_id.hex())
+                    span_ids.append(span.span_id.hex())
+                    parents.append(span.parent_span_id.hex())
+                    states.append(span.trace_state)
+                    names.append(span.name)
+                    kinds.append(_KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else "Unspecified")
+                    services.append(service)
+                    resource_maps.add(resource_keys, resource_values)
+                    scope_names.append(scope.name)
+                    scope_versions.append(scope.version)
+                    span_maps.add(span_keys, span_values)
+                    durations.append(max(end - start, 0))
                     code = span.status.code
-                    cols["StatusCode"].append(_STATUS[code] if 0 <= code < len(_STATUS) else "Unset")
-                    cols["StatusMessage"].append(span.status.message)
-                    cols["Events.Timestamp"].append([e.time_unix_nano for e in span.events])
-                    cols["Events.Name"].append([e.name for e in span.events])
-                    cols["Events.Attributes"].append(
-                        [list(attributes(e.attributes).items()) for e in span.events]
-                    )
-                    cols["Links.TraceId"].append([link.trace_id.hex() for link in span.links])
-                    cols["Links.SpanId"].append([link.span_id.hex() for link in span.links])
-                    cols["Links.TraceState"].append([link.trace_state for link in span.links])
-                    cols["Links.Attributes"].append(
-                        [list(attributes(link.attributes).items()) for link in span.links]
-                    )
-                    cols["CorrelationId"].append(correlation_of(self.correlation_keys, span_attrs, resource))
+                    codes.append(_STATUS[code] if 0 <= code < len(_STATUS) else "Unset")
+                    messages.append(span.status.message)
+                    if span.events or span.links:
+                        self._nested(span, nested)
+                    else:
+                        for column in nested:
+                            column.append(())
+                    found = resource_correlation
+                    if wanted.intersection(span_keys):
+                        found = correlation_of(keys, dict(zip(span_keys, span_values, strict=True))) or found
+                    correlations.append(found)
+
+    @staticmethod
+    def _nested(span: Any, columns: list[list[Any]]) -> None:
+        events, links = span.events, span.links
+        values = (
+            [e.time_unix_nano for e in events],
+            [e.name for e in events],
+            [list(attributes(e.attributes).items()) for e in events],
+            [link.trace_id.hex() for link in links],
+            [link.span_id.hex() for link in links],
+            [link.trace_state for link in links],
+            [list(attributes(link.attributes).items()) for link in links],
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
 
     def to_arrow(self) -> pa.Table:
-        return pa.Table.from_arrays(
-            [pa.array(self.columns[f.name], type=f.type) for f in SPAN_SCHEMA], schema=SPAN_SCHEMA
-        )
+        arrays = []
+        for f in SPAN_SCHEMA:
+            if f.name in self.maps:
+                arrays.append(self.maps[f.name].to_arrow())
+            else:
+                arrays.append(pa.array(self.columns[f.name], type=f.type))
+        return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
 
     def message(self) -> str:
         if not self.rejected:
