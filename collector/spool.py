@@ -145,7 +145,12 @@ class Spool:
             self._bytes -= size
             self._count -= 1
 
-    def _quarantine(self, file: Path, reason: str) -> None:
+    def set_aside(self, batch: SpooledBatch, reason: str) -> None:
+        """Move a batch ClickHouse refuses (not for being unreachable) to ``quarantine/``, so
+        the batches behind it still drain."""
+        self._quarantine(batch.path, reason, "could not be written")
+
+    def _quarantine(self, file: Path, reason: str, what: str = "is corrupt") -> None:
         self.quarantine.mkdir(exist_ok=True)
         target = self.quarantine / file.name
         with self._lock:
@@ -154,12 +159,7 @@ class Spool:
             _fsync_dir(self.path)
             self._bytes -= size
             self._count -= 1
-        log.error(
-            "spool file %s is corrupt (%s); moved to %s, the rest still drain",
-            file.name,
-            reason,
-            target,
-        )
+        log.error("spool file %s %s (%s); moved to %s, the rest still drain", file.name, what, reason, target)
 
 
 def _fsync_dir(path: Path) -> None:

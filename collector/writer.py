@@ -300,8 +300,11 @@ class EventWriter:
                 self.refresh_seen()
             except StoreUnavailable as exc:
                 self._mark_down(exc)
-        if not self.spool.is_empty() and self.store_reachable:
-            self._drain_one()
+        # Drain the whole spool before new requests are committed: they keep the order by
+        # queueing behind it, so draining one file a pass would let traffic refill it forever.
+        while not self.spool.is_empty() and self.store_reachable and not self._stopping:
+            if not self._drain_one():
+                break
 
     def _write(self, items: list[_Pending]) -> None:
         events = pa.concat_tables([i.events for i in items])
@@ -346,10 +349,11 @@ class EventWriter:
                 WriteOutcome(n, item.events.num_rows - n, True, m, item.spans.num_rows - m)
             )
 
-    def _drain_one(self) -> None:
+    def _drain_one(self) -> bool:
+        """Write the oldest spooled batch; False when there was none or ClickHouse went away."""
         batch = self.spool.oldest()
         if batch is None:
-            return
+            return False
         try:
             self.commit(
                 batch.events,
@@ -360,10 +364,15 @@ class EventWriter:
             )
         except StoreUnavailable as exc:
             self._mark_down(exc)
-            return
+            return False
+        except Exception as exc:  # refused for good (a schema it no longer fits): not a reason to stop
+            log.exception("a spooled batch was refused by ClickHouse")
+            self.spool.set_aside(batch, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return True
         self.spool.remove(batch)
         self.stats.drained_batches += 1
         log.info("drained spooled batch %s (%d events)", batch.path.name, batch.events.num_rows)
+        return True
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until the spool is empty (used at shutdown and by tests); True when it is."""

@@ -172,7 +172,8 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
         Spool(settings.spool_path, settings.spool_max_bytes),
         batch_rows=settings.write_batch_rows,
         linger_seconds=settings.write_linger_ms / 1000,
-        max_pending_rows=max(settings.write_batch_rows * 10, settings.max_events_per_request),
+        # About two seconds of full-speed ingest may wait; beyond that senders get 503 and Retry-After.
+        max_pending_rows=max(settings.write_batch_rows * 4, settings.max_events_per_request),
         retry_seconds=settings.spool_retry_seconds,
         # One process owns an embedded database; on a shared server other collectors write too.
         refresh_seconds=None if settings.embedded else settings.dedup_refresh_seconds,

@@ -163,3 +163,28 @@ def test_spool_refuses_what_does_not_fit(tmp_path: Any) -> None:
     spool.append(_batch(2), dead_letters.EMPTY, EMPTY_SPANS)
     with pytest.raises(SpoolFull):
         spool.append(_batch(2), dead_letters.EMPTY, EMPTY_SPANS)
+
+
+def test_a_spooled_batch_clickhouse_refuses_is_set_aside_and_the_rest_drain(
+    faulty: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, services, switch = faulty
+    switch.go_down()
+    for start in (0, 10, 20):
+        assert post(client, [event(i) for i in range(start, start + 10)]).status_code == 200
+    spool = services.writer.spool
+    refused = spool.oldest()
+    assert refused is not None and len(spool) == 3
+    real_insert = services.store.insert_arrow
+
+    def insert(table: str, data: Any, settings: Any = None) -> None:
+        if table.endswith(".events") and "evt-0" in data.column("event_id").to_pylist():
+            raise ValueError("Cannot parse input: expected column that no longer exists")
+        real_insert(table, data, settings=settings)
+
+    services.store.insert_arrow = insert  # a refusal for good, not an outage
+    switch.come_back()
+    assert services.writer.drain(timeout=20)
+    assert stored(services) == 20
+    assert (spool.quarantine / refused.path.name).exists()
+    assert f"spool file {refused.path.name} could not be written (ValueError" in caplog.text
