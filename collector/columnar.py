@@ -60,8 +60,8 @@ class ColumnarBatch:
     errors: list[tuple[int, str, str]] = field(default_factory=list)
     rejected_payloads: list[Any] = field(default_factory=list)
     rows_checked_one_by_one: int = 0
-    hashes: np.ndarray | None = None
-    """``xxHash64`` of the event ids, for the writer's dedup filter, when computed already."""
+    hashes: tuple[np.ndarray, np.ndarray] | None = None
+    """Fingerprints of the event ids, for the writer's dedup filter, when computed already."""
 
     def __len__(self) -> int:
         return int(self.table.num_rows)

@@ -16,7 +16,7 @@ from flowsight.collector import dead_letters
 from flowsight.collector.columnar import ColumnarBatch, TooMany, validate_ndjson
 from flowsight.collector.dead_letters import DeadLetterStore
 from flowsight.collector.events import DEFAULT_LIMITS, EventBatch, EventLimits
-from flowsight.collector.seen_ids import hash_ids
+from flowsight.collector.seen_ids import fingerprints
 from flowsight.collector.writer import EventWriter
 from flowsight.timefmt import to_ms
 from flowsight.workflows import WorkflowCatalog
@@ -209,7 +209,7 @@ class EventIngestor:
                 f"{exc.count} events in one request; the limit is {self.max_events}"
             ) from None
         if batch is not None:
-            batch.hashes = hash_ids(batch.table.column("event_id").to_pylist())
+            batch.hashes = fingerprints(batch.table.column("event_id").to_pylist())
         return batch
 
     async def write(self, batch: EventBatch | ColumnarBatch, source: str) -> IngestResult:

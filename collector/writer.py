@@ -6,7 +6,8 @@ small requests share a few large inserts. A future resolves only once its events
 in ClickHouse, or fsynced in the spool while ClickHouse is unreachable.
 
 A commit drops ids repeated within the batch, checks the rest against the in-memory
-:class:`~flowsight.collector.seen_ids.SeenIds` filter (verifying its rare hits in ClickHouse),
+:class:`~flowsight.collector.seen_ids.SeenIds` filter (verifying in ClickHouse only the rare ids
+whose first hash alone is known),
 then inserts once into ``events``, whose materialized view feeds the per-order state. At start,
 :meth:`EventWriter.repair_state` re-applies the last minutes of events to that state (min/max:
 idempotent), covering a crash between the two parts of an insert being written.
@@ -32,7 +33,7 @@ from flowsight.collector import dead_letters
 from flowsight.collector.events import EVENT_SCHEMA
 from flowsight.collector.otlp import SPAN_SCHEMA
 from flowsight.collector.schema import ORDER_STATE_MV, SYSTEM_MINUTES_MV
-from flowsight.collector.seen_ids import SeenIds, hash_ids
+from flowsight.collector.seen_ids import Prints, SeenIds, fingerprints
 from flowsight.collector.spool import Spool, SpoolFull
 from flowsight.ddl import Schema
 from flowsight.store import Store, StoreUnavailable
@@ -70,9 +71,9 @@ class _Pending:
     events: pa.Table
     dead_letters: pa.Table
     future: Future[WriteOutcome]
-    hashes: np.ndarray
+    hashes: Prints
     spans: pa.Table
-    span_hashes: np.ndarray
+    span_hashes: Prints
 
     @property
     def rows(self) -> int:
@@ -159,16 +160,16 @@ class EventWriter:
     def load_seen(self) -> int:
         """Fill the dedup filter from the stored events; returns how many ids it holds."""
         events = self.schema.table("events")
-        table = self.store.arrow(f"SELECT xxHash64(event_id) AS h FROM {events}")
-        hashes = table.column("h").to_numpy() if table.num_rows else np.empty(0, np.uint64)
-        self.seen.load(hashes)
+        table = self.store.arrow(f"SELECT xxHash64(event_id) AS h, xxh3(event_id) AS c FROM {events}")
+        self.seen.load(*_columns(table))
         if table.num_rows:
             [(latest,)] = self.store.rows(f"SELECT max(ingested_at) FROM {events}")
             self._watermark = as_utc(latest)
         spans = self.store.arrow(
-            f"SELECT xxHash64(concat(TraceId, SpanId)) AS h FROM {self.schema.table('otel_traces')}"
+            "SELECT xxHash64(concat(TraceId, SpanId)) AS h, xxh3(concat(TraceId, SpanId)) AS c "
+            f"FROM {self.schema.table('otel_traces')}"
         )
-        self.seen_spans.load(spans.column("h").to_numpy() if spans.num_rows else np.empty(0, np.uint64))
+        self.seen_spans.load(*_columns(spans))
         log.info(
             "dedup filter holds %d event ids and %d span ids (%d MiB)",
             len(self.seen),
@@ -194,12 +195,12 @@ class EventWriter:
         """Add ids other collectors stored since the last look (a shared ClickHouse server)."""
         since = (self._watermark or datetime(1970, 1, 1, tzinfo=UTC)) - REFRESH_OVERLAP
         table = self.store.arrow(
-            f"SELECT xxHash64(event_id) AS h, ingested_at FROM {self.schema.table('events')} "
+            f"SELECT xxHash64(event_id) AS h, xxh3(event_id) AS c, ingested_at FROM {self.schema.table('events')} "
             "WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
             {"since": since.replace(tzinfo=None)},
         )
         if table.num_rows:
-            self.seen.add(table.column("h").to_numpy())
+            self.seen.add(*_columns(table))
             self._watermark = as_utc(pc.max(table.column("ingested_at")).as_py())
 
     # -- submitting -----------------------------------------------------------------------
@@ -210,7 +211,7 @@ class EventWriter:
         dead: pa.Table | None = None,
         spans: pa.Table | None = None,
         *,
-        hashes: np.ndarray | None = None,
+        hashes: Prints | None = None,
     ) -> Future[WriteOutcome]:
         """Queue a validated batch; the future resolves when it is durable.
 
@@ -225,8 +226,8 @@ class EventWriter:
         spans = spans if spans is not None else EMPTY_SPANS
         rows = events.num_rows + spans.num_rows
         if hashes is None:
-            hashes = hash_ids(events.column("event_id").to_pylist())
-        span_hashes = hash_ids(span_keys(spans).to_pylist()) if spans.num_rows else np.empty(0, np.uint64)
+            hashes = fingerprints(events.column("event_id").to_pylist())
+        span_hashes = fingerprints(span_keys(spans).to_pylist())
         with self._cond:
             if self._pending_rows + rows > self.max_pending_rows and self._pending_rows:
                 raise Backpressure(f"{self._pending_rows} events are waiting to be written")
@@ -318,10 +319,10 @@ class EventWriter:
                     events,
                     dead,
                     sizes,
-                    np.concatenate([i.hashes for i in items]),
+                    _concat([i.hashes for i in items]),
                     spans=spans,
                     span_sizes=span_sizes,
-                    span_hashes=np.concatenate([i.span_hashes for i in items]),
+                    span_hashes=_concat([i.span_hashes for i in items]),
                 )
             except StoreUnavailable as exc:
                 self._mark_down(exc)
@@ -431,16 +432,16 @@ class EventWriter:
         events: pa.Table,
         dead: pa.Table,
         sizes: Sequence[int],
-        hashes: np.ndarray | None = None,
+        hashes: Prints | None = None,
         *,
         spans: pa.Table | None = None,
         span_sizes: Sequence[int] | None = None,
-        span_hashes: np.ndarray | None = None,
+        span_hashes: Prints | None = None,
     ) -> list[WriteOutcome]:
         """Deduplicate and insert; returns one outcome per slice of ``sizes`` events (and
         ``span_sizes`` spans).
 
-        ``hashes`` (``span_hashes``) are the ``xxHash64`` of the event ids (span keys) when the
+        ``hashes`` (``span_hashes``) are the fingerprints of the event ids (span keys) when the
         caller computed them already.
 
         Raises:
@@ -449,14 +450,14 @@ class EventWriter:
         started = time.perf_counter()
         event_ids = events.column("event_id")
         if hashes is None:
-            hashes = hash_ids(event_ids.to_pylist())
+            hashes = fingerprints(event_ids.to_pylist())
         keep = self._fresh(event_ids, hashes, self.seen, self._stored_events(events))
         spans = spans if spans is not None else EMPTY_SPANS
         if span_sizes is None:  # all spans belong to the first slice
             span_sizes = [spans.num_rows] + [0] * (len(sizes) - 1)
         keys = span_keys(spans)
         if span_hashes is None:
-            span_hashes = hash_ids(keys.to_pylist())
+            span_hashes = fingerprints(keys.to_pylist())
         keep_spans = self._fresh(keys, span_hashes, self.seen_spans, self.stored_spans)
         fresh = events if keep.all() else events.filter(pa.array(keep))
         fresh_spans = spans if keep_spans.all() else spans.filter(pa.array(keep_spans))
@@ -464,10 +465,10 @@ class EventWriter:
         if fresh.num_rows:
             # Rows are unique here, so merging them at insert time would be wasted work.
             self.store.insert_arrow(self.schema.table("events"), fresh, settings=INSERT_SETTINGS)
-            self.seen.add(hashes[keep])
+            self.seen.add(hashes[0][keep], hashes[1][keep])
         if fresh_spans.num_rows:
             self.store.insert_arrow(self.schema.table("otel_traces"), fresh_spans, settings=INSERT_SETTINGS)
-            self.seen_spans.add(span_hashes[keep_spans])
+            self.seen_spans.add(span_hashes[0][keep_spans], span_hashes[1][keep_spans])
         self.store.insert_arrow(self.schema.table("dead_letters"), dead)
         finished = time.perf_counter()
         self.stats.dedup_seconds += deduped - started
@@ -504,18 +505,34 @@ class EventWriter:
     @staticmethod
     def _fresh(
         keys: pa.ChunkedArray | pa.Array,
-        hashes: np.ndarray,
+        prints: Prints,
         seen: SeenIds,
         stored: Callable[[Sequence[str]], set[str]],
     ) -> np.ndarray:
         """A mask of the rows to insert: first in the batch, and not stored before."""
+        hashes, checks = prints
         keep = first_occurrences(keys, hashes)
         candidates = np.flatnonzero(keep & seen.contains(hashes))
-        if candidates.size:  # resends, or a hash collision: ask ClickHouse
+        if candidates.size:  # resends: both hashes stored
+            resent = seen.confirmed(hashes[candidates], checks[candidates])
+            keep[candidates[resent]] = False
+            candidates = candidates[~resent]
+        if candidates.size:  # the first hash alone: a collision, or not; ask ClickHouse
             ids = keys.take(pa.array(candidates)).to_pylist()
             found = stored(ids)
             keep[candidates[np.fromiter((i in found for i in ids), dtype=bool, count=len(ids))]] = False
         return keep
+
+
+def _columns(table: pa.Table) -> Prints:
+    """The ``h`` and ``c`` columns of a query's answer as fingerprints."""
+    if not table.num_rows:
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
+    return table.column("h").to_numpy(), table.column("c").to_numpy()
+
+
+def _concat(prints: Sequence[Prints]) -> Prints:
+    return np.concatenate([p[0] for p in prints]), np.concatenate([p[1] for p in prints])
 
 
 def _per_slice(mask: np.ndarray, sizes: Sequence[int]) -> list[int]:

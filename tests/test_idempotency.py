@@ -165,3 +165,14 @@ def test_a_second_collector_learns_ids_the_first_stored(
     assert not other.seen.contains(hashes).any()
     other.refresh_seen()
     assert other.seen.contains(hashes).all()
+
+
+def test_a_burst_of_resends_is_recognised_without_asking_clickhouse(client: TestClient, services: Any) -> None:
+    post(client, [event(i) for i in range(50)])
+    asked: list[int] = []
+    real = services.writer.stored_ids
+    services.writer.stored_ids = lambda ids, cids: asked.append(len(ids)) or real(ids, cids)
+    body = post(client, [event(i) for i in range(60)])
+    assert (body["accepted"], body["duplicates"]) == (10, 50)
+    assert asked == []  # both hashes of each resent id are in memory: no lookup
+    assert counts(services)[:2] == (60, 60)
