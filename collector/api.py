@@ -87,7 +87,7 @@ def router(
     @api.get("/api/dead-letters", summary="Rejected input with its reason", tags=["dead letters"])
     def get_dead_letters(
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**32 - 1),
         pending: bool = Query(False, description="Only those not yet replayed successfully"),
         source: str | None = Query(None, max_length=64),
     ) -> Response:

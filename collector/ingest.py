@@ -78,16 +78,9 @@ def decode_events(body: bytes, content_type: str | None) -> list[Any]:
         BadBody: the body is not JSON (or no NDJSON line is).
     """
     if media_type(content_type) in NDJSON_TYPES:
-        stripped = body.strip()
-        if not stripped:
-            return []
-        try:  # the common case: one object per line, no blank lines; decode them in one call
-            decoded = orjson.loads(b"[" + stripped.replace(b"\n", b",") + b"]")
-            if len(decoded) == stripped.count(b"\n") + 1:
-                return list(decoded)
-        except orjson.JSONDecodeError:
-            pass
-        lines = [line for line in stripped.split(b"\n") if line.strip()]
+        # Line by line: joining lines into one array could read lines that are not JSON on
+        # their own as other events. Large bodies take the columnar path before this.
+        lines = [line for line in body.split(b"\n") if line.strip()]
         events: list[Any] = []
         bad = 0
         for line in lines:
@@ -96,7 +89,7 @@ def decode_events(body: bytes, content_type: str | None) -> list[Any]:
             except orjson.JSONDecodeError as exc:
                 events.append(RawLine(line, str(exc)))
                 bad += 1
-        if bad == len(lines):
+        if lines and bad == len(lines):
             raise BadBody("no line of the NDJSON body is valid JSON")
         return events
     try:

@@ -45,7 +45,9 @@ LOOKUP_CHUNK = 20_000
 INSERT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 """Upper bounds (seconds) of the insert-latency histogram."""
 EMPTY_SPANS = SPAN_SCHEMA.empty_table()
-INSERT_SETTINGS = {"optimize_on_insert": 0}
+INSERT_SETTINGS = {"optimize_on_insert": 0, "max_partitions_per_insert_block": 0}
+"""Rows are unique by then (no merge at insert), and a backfill may span any number of
+monthly (events) or daily (spans) partitions in one commit."""
 REPAIR_WINDOW = timedelta(minutes=10)
 REFRESH_OVERLAP = timedelta(seconds=30)
 """How far back a refresh looks before the last seen ingest time (clock skew between collectors)."""
@@ -187,7 +189,8 @@ class EventWriter:
             self.store.command(
                 f"INSERT INTO {self.schema.table(view.target)} "
                 + view.select.format(source=self.schema.table("events"))
-                + " WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
+                + " WHERE ingested_at >= {since:DateTime64(3, 'UTC')}"
+                + " SETTINGS max_partitions_per_insert_block = 0",
                 {"since": (self._watermark - REPAIR_WINDOW).replace(tzinfo=None)},
             )
 
@@ -469,7 +472,7 @@ class EventWriter:
         if fresh_spans.num_rows:
             self.store.insert_arrow(self.schema.table("otel_traces"), fresh_spans, settings=INSERT_SETTINGS)
             self.seen_spans.add(span_hashes[0][keep_spans], span_hashes[1][keep_spans])
-        self.store.insert_arrow(self.schema.table("dead_letters"), dead)
+        self.store.insert_arrow(self.schema.table("dead_letters"), dead, settings=INSERT_SETTINGS)
         finished = time.perf_counter()
         self.stats.dedup_seconds += deduped - started
         self.stats.observe_insert(finished - deduped)

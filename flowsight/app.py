@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -382,7 +383,7 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
         }
         return json_response(body, 200 if ready else 503)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus exposition")
+    @app.get("/metrics", tags=["health"], summary="Prometheus exposition", response_class=PlainTextResponse)
     def metrics() -> Response:
         return Response(generate_latest(services.registry), media_type=CONTENT_TYPE_LATEST)
 

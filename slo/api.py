@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Response
 
@@ -16,6 +16,13 @@ from flowsight.slo.model import SloCatalog
 from flowsight.timefmt import iso_utc
 from flowsight.workflows import WorkflowCatalog
 
+EARLIEST_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_AT = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)
+"""The range of ``at``: the SLIs read per-minute activity kept as ClickHouse ``DateTime``
+(unsigned 32-bit seconds), which holds nothing earlier or later."""
+MAX_OFFSET = 2**32 - 1
+"""The largest ``offset`` of a listing: the query takes it as a ``UInt32``, which would wrap."""
+
 
 def _as_of(at: str | None, clock: Callable[[], datetime]) -> datetime | Response:
     if at is None:
@@ -26,6 +33,15 @@ def _as_of(at: str | None, clock: Callable[[], datetime]) -> datetime | Response
         return error_response(400, f"at: must be an RFC 3339 timestamp with offset, got {at[:40]!r}")
     if parsed.tzinfo is None:
         return error_response(400, "at: must carry a UTC offset, e.g. 2026-11-26T10:00:00Z")
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000
+        utc = None
+    if utc is None or not EARLIEST_AT <= utc <= LATEST_AT:
+        return error_response(
+            400,
+            f"at: must be from {EARLIEST_AT:%Y-%m-%dT%H:%M:%SZ} to {LATEST_AT:%Y-%m-%dT%H:%M:%SZ}, got {at[:40]!r}",
+        )
     return parsed
 
 
@@ -85,7 +101,7 @@ def router(
         stage: str | None = Query(None, description="Only those waiting for this stage"),
         system: str | None = Query(None, description="Only those waiting for a stage this system owns"),
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
         at: str | None = Query(None),
     ) -> Response:
         if not stuck:

@@ -167,7 +167,9 @@ def test_a_second_collector_learns_ids_the_first_stored(
     assert other.seen.contains(hashes).all()
 
 
-def test_a_burst_of_resends_is_recognised_without_asking_clickhouse(client: TestClient, services: Any) -> None:
+def test_a_burst_of_resends_is_recognised_without_asking_clickhouse(
+    client: TestClient, services: Any
+) -> None:
     post(client, [event(i) for i in range(50)])
     asked: list[int] = []
     real = services.writer.stored_ids
