@@ -468,7 +468,11 @@ def direct_phase(args: argparse.Namespace, run: Run, data_dir: Path, deadline: f
 
 
 class Load:
-    """Shared state of the client threads."""
+    """Shared state of the client threads, which POST the bodies to ``path``; subclasses read
+    other answers by overriding :meth:`count`."""
+
+    path = "/v1/events"
+    unit = "events"
 
     def __init__(self, bodies: list[bytes], counts: list[int], port: int, timeout: float, content_type: str):
         self.content_type = content_type
@@ -488,10 +492,17 @@ class Load:
         self.total = sum(counts)
         self.next_report = self.total / 10
         self.first = 0.0
+        self.on_progress: Any = None  # called (under the lock) with (accepted, per second so far)
 
-    def worker(self) -> None:
+    def count(self, i: int, data: bytes) -> tuple[int, int, int, str]:
+        """(accepted, duplicates, rejected, an error or '') from request ``i``'s answer."""
         import orjson
 
+        answer = orjson.loads(data)
+        error = "" if answer["accepted"] == self.counts[i] else f"request {i}: {data[:300]!r}"
+        return answer["accepted"], answer["duplicates"], answer["rejected"], error
+
+    def worker(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         headers = {"Content-Type": self.content_type}
         try:
@@ -500,27 +511,29 @@ class Load:
                 if i >= len(self.bodies):
                     return
                 self.starts[i] = time.perf_counter()
-                conn.request("POST", "/v1/events", body=self.bodies[i], headers=headers)
+                conn.request("POST", self.path, body=self.bodies[i], headers=headers)
                 response = conn.getresponse()
                 data = response.read()
                 self.ends[i] = time.perf_counter()
                 if response.status != 200:
                     raise Aborted(f"request {i}: HTTP {response.status}: {data[:300]!r}")
-                answer = orjson.loads(data)
+                accepted, duplicates, rejected, error = self.count(i, data)
                 with self.lock:
-                    self.accepted += answer["accepted"]
-                    self.duplicates += answer["duplicates"]
-                    self.rejected += answer["rejected"]
-                    if answer["accepted"] != self.counts[i]:
-                        self.errors.append(f"request {i}: {data[:300]!r}")
+                    self.accepted += accepted
+                    self.duplicates += duplicates
+                    self.rejected += rejected
+                    if error:
+                        self.errors.append(error)
                     if self.accepted >= self.next_report:
-                        elapsed = self.ends[i] - self.first
+                        rate = self.accepted / (self.ends[i] - self.first)
                         log(
-                            f"http: {self.accepted * 100 // self.total:3d}% {self.accepted}/{self.total} events, "
-                            f"{self.accepted / elapsed:,.0f} events/s"
+                            f"http: {self.accepted * 100 // self.total:3d}% {self.accepted:,}/{self.total:,} "
+                            f"{self.unit}, {rate:,.0f} {self.unit}/s"
                         )
                         while self.next_report <= self.accepted:
                             self.next_report += self.total / 10
+                        if self.on_progress is not None:
+                            self.on_progress(self.accepted, rate)
         except Exception as exc:
             with self.lock:
                 self.errors.append(f"{type(exc).__name__}: {exc}")

@@ -25,7 +25,6 @@ import argparse
 import base64
 import contextlib
 import hashlib
-import http.client
 import itertools
 import os
 import re
@@ -65,6 +64,7 @@ from bench.ingest import (  # noqa: E402
     version_of,
     write_json,
 )
+from bench.ingest import Load as EventLoad  # noqa: E402
 
 GOAL_SPANS_PER_S = 50_000
 DEFAULT_OUT = ROOT / "bench" / "results" / "otlp.json"
@@ -413,27 +413,15 @@ def otlp_bodies(n: int, batch: int, seed: int, fmt: str) -> tuple[list[bytes], l
 # -- HTTP phase ----------------------------------------------------------------------------------
 
 
-class Load:
-    """Shared state of the client threads."""
+class Load(EventLoad):
+    """The client threads' shared state, POSTing export requests to ``/v1/traces``."""
+
+    path = "/v1/traces"
+    unit = "spans"
 
     def __init__(self, bodies: list[bytes], counts: list[int], port: int, fmt: str, timeout: float):
-        self.bodies = bodies
-        self.counts = counts
-        self.port = port
+        super().__init__(bodies, counts, port, timeout, MEDIA[fmt])
         self.fmt = fmt
-        self.timeout = timeout
-        self.next_body = itertools.count()
-        self.starts = [0.0] * len(bodies)
-        self.ends = [0.0] * len(bodies)
-        self.accepted = 0
-        self.rejected = 0
-        self.errors: list[str] = []
-        self.failed = threading.Event()
-        self.lock = threading.Lock()
-        self.total = sum(counts)
-        self.next_report = self.total / 10
-        self.first = 0.0
-        self.on_progress: Any = None  # called (under the lock) with (spans accepted, spans/s so far)
 
     def rejected_spans(self, data: bytes) -> tuple[int, str]:
         """``partial_success`` of an ``ExportTraceServiceResponse``."""
@@ -447,43 +435,10 @@ class Load:
         partial = orjson.loads(data).get("partialSuccess", {})
         return int(partial.get("rejectedSpans", 0)), partial.get("errorMessage", "")
 
-    def worker(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-        headers = {"Content-Type": MEDIA[self.fmt]}
-        try:
-            while not self.failed.is_set():
-                i = next(self.next_body)
-                if i >= len(self.bodies):
-                    return
-                self.starts[i] = time.perf_counter()
-                conn.request("POST", "/v1/traces", body=self.bodies[i], headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-                self.ends[i] = time.perf_counter()
-                if response.status != 200:
-                    raise Aborted(f"request {i}: HTTP {response.status}: {data[:300]!r}")
-                rejected, message = self.rejected_spans(data)
-                with self.lock:
-                    self.accepted += self.counts[i] - rejected
-                    self.rejected += rejected
-                    if rejected:
-                        self.errors.append(f"request {i}: {rejected} span(s) rejected: {message[:300]}")
-                    if self.accepted >= self.next_report:
-                        rate = self.accepted / (self.ends[i] - self.first)
-                        log(
-                            f"http: {self.accepted * 100 // self.total:3d}% {self.accepted:,}/{self.total:,} "
-                            f"spans, {rate:,.0f} spans/s"
-                        )
-                        while self.next_report <= self.accepted:
-                            self.next_report += self.total / 10
-                        if self.on_progress is not None:
-                            self.on_progress(self.accepted, rate)
-        except Exception as exc:
-            with self.lock:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            self.failed.set()
-        finally:
-            conn.close()
+    def count(self, i: int, data: bytes) -> tuple[int, int, int, str]:
+        rejected, message = self.rejected_spans(data)
+        error = f"request {i}: {rejected} span(s) rejected: {message[:300]}" if rejected else ""
+        return self.counts[i] - rejected, 0, rejected, error
 
 
 class Profiler:
