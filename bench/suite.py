@@ -261,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         "--ingest-events", type=int, default=1_000_000, help="events sent over HTTP per scale"
     )
     parser.add_argument("--step-timeout", type=float, default=1800.0, help="seconds each step may take")
+    parser.add_argument(
+        "--steps",
+        default="ingest,timeline,evaluation,once",
+        help="which steps to run at each scale (once: JSON-array ingest and OTLP, at the first scale)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "suite.json")
     parser.add_argument("--chart", type=Path, default=CHART)
     parser.add_argument(
@@ -290,20 +295,24 @@ def main(argv: list[str] | None = None) -> int:
         sent = min(args.ingest_events, scale)
         results: dict[str, Any] = {}
         step = f"[{human(scale)}]"
-        results["ingest"] = run_step(
-            f"{step} ingest", "ingest.py", ["--events", str(sent), "--preload", str(scale - sent)],
-            work / f"ingest-{scale}.json", args.step_timeout,
-        )  # fmt: skip
+        wanted = set(args.steps.split(","))
+        if "ingest" in wanted:
+            results["ingest"] = run_step(
+                f"{step} ingest", "ingest.py", ["--events", str(sent), "--preload", str(scale - sent)],
+                work / f"ingest-{scale}.json", args.step_timeout,
+            )  # fmt: skip
         orders = max(1, scale // 7)  # 7 lifecycle events an order: the scale's events
-        results["timeline"] = run_step(
-            f"{step} timeline", "timeline.py", ["--orders", str(orders), "--spans", str(orders * 8)],
-            work / f"timeline-{scale}.json", args.step_timeout,
-        )  # fmt: skip
-        results["order_state"] = run_step(
-            f"{step} evaluation", "order_state.py", ["--orders", str(max(1, scale // 5)), "--repeat", "3"],
-            work / f"order_state-{scale}.json", args.step_timeout,
-        )  # fmt: skip
-        if number == 1:
+        if "timeline" in wanted:
+            results["timeline"] = run_step(
+                f"{step} timeline", "timeline.py", ["--orders", str(orders), "--spans", str(orders * 8)],
+                work / f"timeline-{scale}.json", args.step_timeout,
+            )  # fmt: skip
+        if "evaluation" in wanted:
+            results["order_state"] = run_step(
+                f"{step} evaluation", "order_state.py", ["--orders", str(max(1, scale // 5)), "--repeat", "3"],
+                work / f"order_state-{scale}.json", args.step_timeout,
+            )  # fmt: skip
+        if number == 1 and "once" in wanted:
             results["ingest_json"] = run_step(
                 f"{step} ingest (JSON arrays)", "ingest.py", ["--events", str(min(sent, 300_000)), "--format", "json"],
                 work / "ingest-json.json", args.step_timeout,
