@@ -103,6 +103,20 @@ def decode_events(body: bytes, content_type: str | None) -> list[Any]:
     return decoded
 
 
+def batch_for(
+    catalog: WorkflowCatalog, source: str, now_ms: int, limits: EventLimits, sender: Principal | None
+) -> EventBatch:
+    """An empty batch under ``limits``, limited to the systems of ``sender``'s token, if any."""
+    return EventBatch(
+        catalog,
+        source,
+        now_ms,
+        limits=limits,
+        systems=sender.systems if sender else None,
+        sender=f"token {sender.name!r}" if sender else "",
+    )
+
+
 @dataclass(frozen=True)
 class RawLine:
     """An NDJSON line that did not decode."""
@@ -136,14 +150,7 @@ class EventIngestor:
 
     def new_batch(self, source: str, sender: Principal | None = None) -> EventBatch:
         """An empty batch under this service's limits (and the sender's systems, if limited)."""
-        return EventBatch(
-            self.catalog(),
-            source,
-            self._now_ms(),
-            limits=self.limits,
-            systems=sender.systems if sender else None,
-            sender=f"token {sender.name!r}" if sender else "",
-        )
+        return batch_for(self.catalog(), source, self._now_ms(), self.limits, sender)
 
     def validate(self, events: list[Any], source: str, sender: Principal | None = None) -> EventBatch:
         """Validate decoded events into a batch (accepted columns plus errors)."""

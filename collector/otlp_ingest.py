@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from flowsight.auth import Principal
 from flowsight.collector import dead_letters
 from flowsight.collector.events import DEFAULT_LIMITS, EventBatch, EventLimits
+from flowsight.collector.ingest import batch_for
 from flowsight.collector.otlp import SpanBatch, attributes, correlation_of, decode_logs, decode_traces
 from flowsight.collector.writer import EMPTY_SPANS, EventWriter
 from flowsight.timefmt import to_ms
@@ -140,14 +141,7 @@ class OtlpIngestor:
         request = decode_logs(body, media)
         events, ignored = lifecycle_events(request, self.correlation_keys)
         now_ms = to_ms(self.clock())
-        batch = EventBatch(
-            self.catalog(),
-            "otlp",
-            now_ms,
-            limits=self.limits,
-            systems=sender.systems if sender else None,
-            sender=f"token {sender.name!r}" if sender else "",
-        )
+        batch = batch_for(self.catalog(), "otlp", now_ms, self.limits, sender)
         for index, item in enumerate(events):
             batch.add(index, item)
         dead = dead_letters.build(
