@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"loaded {done:,}/{traces * args.spans_per_trace:,} spans")
         load_s = time.perf_counter() - load_started
         settle_started = time.perf_counter()
-        for table in ("events", "otel_traces", "trace_correlations", "otel_traces_trace_id_ts"):
+        for table in ("events", "otel_traces", "trace_correlations", "trace_spans"):
             store.command(f"OPTIMIZE TABLE {schema.table(table)} FINAL")
         settle_s = time.perf_counter() - settle_started
         spans_stored = store.rows(f"SELECT count() FROM {schema.table('otel_traces')}")[0][0]

@@ -277,3 +277,52 @@ def _system_minutes(schema: Schema) -> list[str]:
 
 
 MIGRATIONS.append(Migration("collector/0004_system_minutes", _system_minutes))
+
+# -- spans by trace, for timelines -----------------------------------------------------------------
+
+TRACE_SPANS = Table(
+    name="trace_spans",
+    columns="""
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    Timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1))
+""",
+    engine="ReplacingMergeTree",
+    partition_by="toYYYYMM(Timestamp)",
+    order_by="(TraceId, SpanId)",
+    sharding_key="cityHash64(TraceId)",
+    settings="index_granularity = 1024",
+)
+"""The columns a timeline shows of each span, ordered by trace: a timeline reads every span of
+its traces from a few small granules, where ``otel_traces`` (ordered by service, name and time,
+the exporter's layout for trace search) needs its bloom filters and a time range."""
+
+TRACE_SPANS_MV = MaterializedView(
+    name="trace_spans_mv",
+    source="otel_traces",
+    target="trace_spans",
+    select="""
+SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
+       StatusCode, StatusMessage, CorrelationId
+FROM {source}
+WHERE TraceId != ''
+""",
+)
+
+
+def _trace_spans(schema: Schema) -> list[str]:
+    backfill = f"INSERT INTO {schema.table('trace_spans')} " + TRACE_SPANS_MV.select.format(
+        source=schema.table("otel_traces")
+    )
+    return [*schema.create(TRACE_SPANS), *schema.create(TRACE_SPANS_MV), backfill]
+
+
+MIGRATIONS.append(Migration("collector/0005_trace_spans", _trace_spans))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from flowsight.ddl import Schema
@@ -74,34 +74,19 @@ class TimelineReader:
         """Every span of every trace joined to the order: traces whose spans carry its ID, and
         traces its lifecycle events name. Resent spans appear once."""
         table = self.schema.table
-        traces = self.store.rows(
-            f"""
-            SELECT TraceId, min(Start), max(End) FROM {table("otel_traces_trace_id_ts")}
-            WHERE TraceId IN (
-                SELECT TraceId FROM {table("trace_correlations")} WHERE CorrelationId = {{id:String}}
-                UNION ALL SELECT arrayJoin({{event_traces:Array(String)}}))
-            GROUP BY TraceId
-            """,
-            {"id": correlation_id, "event_traces": event_trace_ids},
-        )
-        if not traces:
-            return []
         rows = self.store.rows(
             f"""
             SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp,
                    Duration, StatusCode, StatusMessage, CorrelationId
-            FROM {table("otel_traces")}
-            WHERE TraceId IN {{traces:Array(String)}}
-              AND Timestamp BETWEEN {{lo:DateTime64(9, 'UTC')}} AND {{hi:DateTime64(9, 'UTC')}}
+            FROM {table("trace_spans")}
+            WHERE TraceId IN (
+                SELECT TraceId FROM {table("trace_correlations")} WHERE CorrelationId = {{id:String}}
+                UNION ALL SELECT arrayJoin({{event_traces:Array(String)}}))
             ORDER BY Timestamp, SpanId
             LIMIT 1 BY TraceId, SpanId
             LIMIT {MAX_SPANS}
             """,
-            {
-                "traces": [row[0] for row in traces],
-                "lo": min(row[1] for row in traces) - timedelta(seconds=1),
-                "hi": max(row[2] for row in traces) + timedelta(seconds=1),
-            },
+            {"id": correlation_id, "event_traces": event_trace_ids},
         )
         return [
             {

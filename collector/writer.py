@@ -49,6 +49,12 @@ INSERT_SETTINGS = {"optimize_on_insert": 0, "max_partitions_per_insert_block": 0
 """Rows are unique by then (no merge at insert), and a backfill may span any number of
 monthly (events) or daily (spans) partitions in one commit."""
 REPAIR_WINDOW = timedelta(minutes=10)
+REPAIR_SETTINGS = (
+    " SETTINGS max_partitions_per_insert_block = 0, max_threads = 1, max_insert_threads = 1,"
+    " max_block_size = 65536, min_insert_block_size_rows = 262144, min_insert_block_size_bytes = 67108864"
+)
+"""The repair streams in small blocks on one thread: its memory stays flat however many events
+the window holds (an import can put millions behind one ingest time)."""
 REFRESH_OVERLAP = timedelta(seconds=30)
 """How far back a refresh looks before the last seen ingest time (clock skew between collectors)."""
 
@@ -162,16 +168,11 @@ class EventWriter:
     def load_seen(self) -> int:
         """Fill the dedup filter from the stored events; returns how many ids it holds."""
         events = self.schema.table("events")
-        table = self.store.arrow(f"SELECT xxHash64(event_id) AS h, xxh3(event_id) AS c FROM {events}")
-        self.seen.load(*_columns(table))
-        if table.num_rows:
+        self.seen.load(*self._stored_prints(events, "event_id"))
+        if len(self.seen):
             [(latest,)] = self.store.rows(f"SELECT max(ingested_at) FROM {events}")
             self._watermark = as_utc(latest)
-        spans = self.store.arrow(
-            "SELECT xxHash64(concat(TraceId, SpanId)) AS h, xxh3(concat(TraceId, SpanId)) AS c "
-            f"FROM {self.schema.table('otel_traces')}"
-        )
-        self.seen_spans.load(*_columns(spans))
+        self.seen_spans.load(*self._stored_prints(self.schema.table("otel_traces"), "concat(TraceId, SpanId)"))
         log.info(
             "dedup filter holds %d event ids and %d span ids (%d MiB)",
             len(self.seen),
@@ -179,6 +180,22 @@ class EventWriter:
             (self.seen.nbytes + self.seen_spans.nbytes) >> 20,
         )
         return len(self.seen)
+
+    def _stored_prints(self, table: str, key: str) -> Prints:
+        """Both hashes of ``key`` for every row of ``table``, streamed block by block into two
+        preallocated arrays: the load costs the filter's own size, not the result's buffers."""
+        [(expected,)] = self.store.rows(f"SELECT count() FROM {table}")
+        hashes, checks = np.empty(expected, np.uint64), np.empty(expected, np.uint64)
+        filled = 0
+        for batch in self.store.arrow_batches(f"SELECT xxHash64({key}) AS h, xxh3({key}) AS c FROM {table}"):
+            end = filled + batch.num_rows
+            if end > hashes.size:  # rows stored by another collector since the count
+                size = max(end, 2 * hashes.size)
+                hashes, checks = np.resize(hashes, size), np.resize(checks, size)
+            hashes[filled:end] = batch.column(0).to_numpy()
+            checks[filled:end] = batch.column(1).to_numpy()
+            filled = end
+        return hashes[:filled], checks[:filled]
 
     def repair_state(self) -> None:
         """Re-apply the last minutes of events to the tables their views feed (per-order state,
@@ -190,7 +207,7 @@ class EventWriter:
                 f"INSERT INTO {self.schema.table(view.target)} "
                 + view.select.format(source=self.schema.table("events"))
                 + " WHERE ingested_at >= {since:DateTime64(3, 'UTC')}"
-                + " SETTINGS max_partitions_per_insert_block = 0",
+                + REPAIR_SETTINGS,
                 {"since": (self._watermark - REPAIR_WINDOW).replace(tzinfo=None)},
             )
 

@@ -9,7 +9,7 @@ boundary where tests inject faults.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import clickhouse_connect
@@ -80,6 +80,19 @@ class Store:
     def arrow(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pa.Table:
         """Run a query and return an Arrow table (columnar, no per-row Python objects)."""
         return self._call(self.client.query_arrow, sql, parameters=parameters)
+
+    def arrow_batches(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Run a query and yield its result block by block, so a large result never sits in
+        memory whole (neither in the engine's output buffer nor here)."""
+        stream = self._call(self.client.query_arrow_stream, sql, parameters=parameters, settings=settings)
+        try:
+            with stream:
+                for block in stream:
+                    yield from block.to_batches() if isinstance(block, pa.Table) else (block,)
+        except OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def insert_arrow(self, table: str, data: pa.Table, settings: Mapping[str, Any] | None = None) -> None:
         """Insert an Arrow table in one statement."""

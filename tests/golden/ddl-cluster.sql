@@ -206,6 +206,40 @@ SELECT
     toUInt8(1) AS seen
 FROM flowsight.events;
 
+CREATE TABLE IF NOT EXISTS flowsight.trace_spans_local ON CLUSTER retail
+(
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    Timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/flowsight/trace_spans_local', '{replica}')
+PARTITION BY toYYYYMM(Timestamp)
+ORDER BY (TraceId, SpanId)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS flowsight.trace_spans ON CLUSTER retail AS flowsight.trace_spans_local
+ENGINE = Distributed(retail, flowsight, trace_spans_local, cityHash64(TraceId));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.trace_spans_mv_local ON CLUSTER retail TO flowsight.trace_spans_local
+AS SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
+       StatusCode, StatusMessage, CorrelationId
+FROM flowsight.otel_traces_local
+WHERE TraceId != '';
+
+INSERT INTO flowsight.trace_spans 
+SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
+       StatusCode, StatusMessage, CorrelationId
+FROM flowsight.otel_traces
+WHERE TraceId != '';
+
 CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots_local ON CLUSTER retail
 (
     evaluated_at DateTime64(3, 'UTC'),

@@ -179,6 +179,37 @@ SELECT
     toUInt8(1) AS seen
 FROM flowsight.events;
 
+CREATE TABLE IF NOT EXISTS flowsight.trace_spans
+(
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    Timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    CorrelationId String CODEC(ZSTD(1))
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(Timestamp)
+ORDER BY (TraceId, SpanId)
+SETTINGS index_granularity = 1024;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.trace_spans_mv TO flowsight.trace_spans
+AS SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
+       StatusCode, StatusMessage, CorrelationId
+FROM flowsight.otel_traces
+WHERE TraceId != '';
+
+INSERT INTO flowsight.trace_spans 
+SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
+       StatusCode, StatusMessage, CorrelationId
+FROM flowsight.otel_traces
+WHERE TraceId != '';
+
 CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots
 (
     evaluated_at DateTime64(3, 'UTC'),
