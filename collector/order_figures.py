@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flowsight.collector.order_pass import Part, base_columns, orders_sql, run, stage_index
+from flowsight.collector.order_pass import Part, base_columns, orders_sql, run, stage_index, stage_time
 from flowsight.ddl import Schema
 from flowsight.store import Store
 from flowsight.timefmt import as_utc
@@ -66,7 +66,7 @@ def summary_part(workflow: Workflow) -> Part:
             f"NOT done AND last BETWEEN 1 AND {n_seq - 1} AND at_ms - t[last] > 1000 * slas[last + 1] AS stuck"
         ],
         aggregates=[
-            "sumForEach(arrayMap(x -> toUInt64(x > 0), t))",
+            f"[{', '.join(f'countIf(t{i} > 0)' for i in range(1, len(names) + 1))}]",
             "countIf(NOT done)",
             "countIf(done)",
             "countIf(done OR at_ms - first_ms > {deadline_ms:Int64})",
@@ -84,8 +84,9 @@ def lag_part(workflow: Workflow, pairs: Sequence[tuple[str, str]]) -> Part:
     index = stage_index(workflow)
     aggregates = []
     for a, b in pairs:
-        has = f"t[{index[a]}] > 0 AND t[{index[b]}] > 0"
-        lag = f"(t[{index[b]}] - t[{index[a]}]) / 1000"
+        ta, tb = stage_time(index[a]), stage_time(index[b])
+        has = f"{ta} > 0 AND {tb} > 0"
+        lag = f"({tb} - {ta}) / 1000"
         aggregates += [f"quantilesExactIf(0.5, 0.95, 0.99)({lag}, {has})", f"countIf({has})"]
 
     def decode(values: Sequence[Any]) -> dict[tuple[str, str], tuple[float, float, float, int]]:
@@ -122,7 +123,7 @@ def _sli_columns(
                 f"if(decided{k} <= at_ms, at_ms - decided{k}, {never}) AS age{k}"
             )
         else:
-            a, b = f"t[{index.get(spec.from_stage, 0)}]", f"t[{index.get(spec.to_stage, 0)}]"
+            a, b = stage_time(index.get(spec.from_stage, 0)), stage_time(index.get(spec.to_stage, 0))
             params[f"st{k}"] = int(spec.threshold_s * 1000)
             columns.append(
                 f"{a} + {{st{k}:Int64}} AS limit{k}, "

@@ -52,38 +52,50 @@ def stage_index(workflow: Workflow) -> dict[str, int]:
     return {name: i + 1 for i, name in enumerate(names)}
 
 
+def stage_time(position: int) -> str:
+    """The column of :func:`base_columns` holding the time of the stage at ``position`` (0, a
+    stage the workflow does not have: never reached)."""
+    return f"t{position}" if position else "toInt64(0)"
+
+
 def base_columns(workflow: Workflow) -> tuple[list[str], dict[str, Any]]:
     """What most parts use, per order, as Int64 milliseconds since the epoch (0: not reached):
 
-    ``t``, the time each stage was reached by ``at`` (positions of :func:`stage_index`; one map
-    lookup per stage, after which every figure is integer arithmetic on positions); ``done``
-    and ``done_ms`` (the first terminal stage), ``last`` (the last stage of the sequence
-    reached), ``first_ms``, ``deadline_ms_at`` and ``at_ms``.
+    ``t1``, ``t2``, ... the time each stage was reached by ``at`` (positions of
+    :func:`stage_index`; one map lookup per stage, after which every figure is scalar
+    arithmetic, which the engine compiles), and ``t``, the same as an array for a position
+    known only per order; ``done`` and ``done_ms`` (the first terminal stage), ``last`` (the
+    last stage of the sequence reached), ``first_ms``, ``deadline_ms_at`` and ``at_ms``.
     """
     index = stage_index(workflow)
     sequence = workflow.sequence
+    terminal = [stage_time(index[name]) for name in workflow.terminal_stages if name in index]
+    never = 2**62
+    earliest = (
+        f"least({', '.join(f'if({t} > 0, {t}, {never})' for t in terminal)})"
+        if len(terminal) > 1
+        else (terminal[0] if terminal else "first_ms")
+    )
+    latest_first = ", ".join(f"{stage_time(i)} > 0, {i}" for i in range(len(sequence), 0, -1))
     columns = [
         "toUnixTimestamp64Milli({at:DateTime64(3, 'UTC')}) AS at_ms",
         "toUnixTimestamp64Milli(first_seen) AS first_ms",
-        # One hash lookup per reached stage (transform) instead of a string search per stage.
-        "arrayMap(k -> transform(k, {all_stages:Array(String)}, {positions:Array(UInt8)}, toUInt8(0)), "
-        "mapKeys(reached)) AS pos",
-        "arrayMap(x -> toUnixTimestamp64Milli(x), mapValues(reached)) AS vals",
-        "arrayMap(i -> vals[indexOf(pos, i)], {positions:Array(UInt8)}) AS t_all",
-        "if(last_seen <= {at:DateTime64(3, 'UTC')}, t_all, arrayMap(x -> if(x <= at_ms, x, 0), t_all)) AS t",
+        "last_seen <= {at:DateTime64(3, 'UTC')} AS seen_by_at",
+        *(
+            f"toUnixTimestamp64Milli(reached[{{stage{i}:String}}]) AS m{i}, "
+            f"if(seen_by_at OR m{i} <= at_ms, m{i}, 0) AS t{i}"
+            for i in index.values()
+        ),
+        f"[{', '.join(f't{i}' for i in index.values())}] AS t",
         "{slas:Array(Int64)} AS slas",
-        "arrayFilter(i -> t[i] > 0, {terminal_idx:Array(UInt8)}) AS hit",
-        "notEmpty(hit) AS done",
-        "if(done, arrayMin(arrayMap(i -> t[i], hit)), first_ms) AS done_ms",
-        "arrayLastIndex(x -> x > 0, arraySlice(t, 1, {n_seq:UInt8})) AS last",
+        f"({' OR '.join(f'{t} > 0' for t in terminal) or 'false'}) AS done",
+        f"if(done, {earliest}, first_ms) AS done_ms",
+        f"multiIf({latest_first}, 0) AS last" if sequence else "0 AS last",
         "first_ms + {deadline_ms:Int64} AS deadline_ms_at",
     ]
     params = {
-        "all_stages": list(index),
-        "positions": list(index.values()),
-        "n_seq": len(sequence),
+        **{f"stage{i}": name for name, i in index.items()},
         "slas": [int(s.sla.total_seconds()) if s.sla else 0 for s in sequence],
-        "terminal_idx": sorted(index[name] for name in workflow.terminal_stages if name in index),
         "deadline_ms": int(workflow.completion_deadline.total_seconds() * 1000),
     }
     return columns, params
