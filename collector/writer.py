@@ -172,7 +172,9 @@ class EventWriter:
         if len(self.seen):
             [(latest,)] = self.store.rows(f"SELECT max(ingested_at) FROM {events}")
             self._watermark = as_utc(latest)
-        self.seen_spans.load(*self._stored_prints(self.schema.table("otel_traces"), "concat(TraceId, SpanId)"))
+        self.seen_spans.load(
+            *self._stored_prints(self.schema.table("otel_traces"), "concat(TraceId, SpanId)")
+        )
         log.info(
             "dedup filter holds %d event ids and %d span ids (%d MiB)",
             len(self.seen),
