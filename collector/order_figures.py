@@ -626,7 +626,9 @@ def exception_sql(events: str, carried: Sequence[tuple[str, str]] = ()) -> str:
     aggregate)`` columns computed over the events of the exception's order and stage.
 
     Only orders with a failure are read: their IDs come from a scan of the (few) failed events,
-    then their events are read by correlation ID (the primary key's prefix)."""
+    then their events are read by correlation ID (the primary key's prefix), and only those of a
+    stage that failed are grouped (a pair's hash tested after the ID: a hash collision adds a
+    group without a failure, which opens nothing)."""
     extra = "".join(f", {expr} AS {alias}" for alias, expr in carried)
     carry = "".join(f", {alias}" for alias, _ in carried)
     scope = f"({{all:UInt8}} OR workflow = {{wf:String}}) AND occurred_at <= {_AT}"
@@ -640,6 +642,8 @@ def exception_sql(events: str, carried: Sequence[tuple[str, str]] = ()) -> str:
                    arrayFilter(i -> failed[i] AND (i = 1 OR NOT failed[i - 1]), arrayEnumerate(ts)) AS opens{extra}
             FROM {events}
             WHERE correlation_id IN (SELECT correlation_id FROM {events} WHERE status = 'failed' AND {scope})
+              AND cityHash64(correlation_id, stage) IN (
+                  SELECT cityHash64(correlation_id, stage) FROM {events} WHERE status = 'failed' AND {scope})
               AND {scope}
             GROUP BY workflow, correlation_id, stage
             HAVING notEmpty(opens))
