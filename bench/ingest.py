@@ -175,6 +175,7 @@ def preload_only(args: argparse.Namespace) -> int:
     from bench.order_state import generate
     from flowsight import migrations
     from flowsight.app import MIGRATIONS
+    from flowsight.collector.spool import Spool
     from flowsight.collector.writer import INSERT_SETTINGS
     from flowsight.ddl import Schema
     from flowsight.store import Store
@@ -193,6 +194,9 @@ def preload_only(args: argparse.Namespace) -> int:
         first += chunk
         log(f"preload: {stored * 100 // args.preload:3d}% {stored:,}/{args.preload:,} events")
     store.close()
+    # As a service that stored these events and stopped cleanly leaves it: no commit half-done,
+    # so the server's start re-applies nothing (after a crash it would re-apply the last events).
+    Spool(Path(args.data_dir) / "spool", 1 << 30).mark_clean_stop()
     print(json.dumps({"preloaded": stored}))
     return 0
 

@@ -51,6 +51,10 @@ def _read_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
+CLEAN_STOP = "stopped-cleanly"
+"""A file the writer leaves in the spool directory when it stops cleanly."""
+
+
 class Spool:
     """A bounded directory of batches, drained oldest first."""
 
@@ -69,6 +73,23 @@ class Spool:
 
     def _files(self) -> list[Path]:
         return sorted(self.path.glob("*.spool"))
+
+    def mark_clean_stop(self) -> None:
+        """Record that the writer stopped with every commit whole (see :meth:`take_clean_stop`)."""
+        marker = self.path / CLEAN_STOP
+        with marker.open("wb") as f:
+            os.fsync(f.fileno())
+        _fsync_dir(self.path)
+
+    def take_clean_stop(self) -> bool:
+        """Whether the last writer stopped cleanly; the record is removed, so a crash of this
+        run is not taken for a clean stop at the next start."""
+        marker = self.path / CLEAN_STOP
+        if not marker.exists():
+            return False
+        marker.unlink()
+        _fsync_dir(self.path)
+        return True
 
     @property
     def bytes_used(self) -> int:

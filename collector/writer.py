@@ -10,7 +10,8 @@ A commit drops ids repeated within the batch, checks the rest against the in-mem
 whose first hash alone is known),
 then inserts once into ``events``, whose materialized view feeds the per-order state. At start,
 :meth:`EventWriter.repair_state` re-applies the last minutes of events to that state (min/max:
-idempotent), covering a crash between the two parts of an insert being written.
+idempotent), covering a crash between the two parts of an insert being written; after a clean
+stop (every commit whole, recorded in the spool directory) there is nothing to re-apply.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class EventWriter:
         self._pending_rows = 0
         self._cond = threading.Condition()
         self._stopping = False
+        self._unclean = False  # a commit failed in a way that may have left an insert half-done
         self._down_until = 0.0  # monotonic time before which the store is assumed down
         self._thread: threading.Thread | None = None
         self.seen = SeenIds()
@@ -160,6 +162,9 @@ class EventWriter:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+            if not self._thread.is_alive() and not self._unclean:
+                # Every commit ended whole: the next start need not re-apply the last events.
+                self.spool.mark_clean_stop()
 
     @property
     def store_reachable(self) -> bool:
@@ -199,11 +204,17 @@ class EventWriter:
             filled = end
         return hashes[:filled], checks[:filled]
 
-    def repair_state(self) -> None:
+    def repair_state(self) -> bool:
         """Re-apply the last minutes of events to the tables their views feed (per-order state,
-        system minutes; both idempotent)."""
+        system minutes; both idempotent), unless the last writer stopped cleanly; True when it did."""
+        if self.spool.take_clean_stop():
+            log.info("the last stop was clean: no events to re-apply")
+            return False
         if self._watermark is None:
-            return
+            return False
+        log.info(
+            "re-applying the events stored since %s to the per-order state", self._watermark - REPAIR_WINDOW
+        )
         for view in (ORDER_STATE_MV, SYSTEM_MINUTES_MV):
             self.store.command(
                 f"INSERT INTO {self.schema.table(view.target)} "
@@ -212,6 +223,7 @@ class EventWriter:
                 + REPAIR_SETTINGS,
                 {"since": (self._watermark - REPAIR_WINDOW).replace(tzinfo=None)},
             )
+        return True
 
     def refresh_seen(self) -> None:
         """Add ids other collectors stored since the last look (a shared ClickHouse server)."""
@@ -307,6 +319,7 @@ class EventWriter:
                     self._write(items)
                     self._last_commit = time.monotonic()
             except Exception as exc:  # never leave a request waiting on a dead thread
+                self._unclean = True
                 log.exception("the writer failed a batch")
                 for item in items:
                     if not item.future.done():
@@ -349,6 +362,7 @@ class EventWriter:
             except StoreUnavailable as exc:
                 self._mark_down(exc)
             except Exception as exc:
+                self._unclean = True
                 log.exception("writing a batch failed")
                 for item in items:
                     item.future.set_exception(exc)
@@ -389,6 +403,7 @@ class EventWriter:
             self._mark_down(exc)
             return False
         except Exception as exc:  # refused for good (a schema it no longer fits): not a reason to stop
+            self._unclean = True
             log.exception("a spooled batch was refused by ClickHouse")
             self.spool.set_aside(batch, f"{type(exc).__name__}: {str(exc)[:200]}")
             return True
@@ -407,6 +422,7 @@ class EventWriter:
         return self.spool.is_empty()
 
     def _mark_down(self, exc: Exception) -> None:
+        self._unclean = True  # the connection may have dropped between an insert's parts
         self.stats.store_failures += 1
         self._down_until = time.monotonic() + self.retry_seconds
         log.warning("ClickHouse unreachable (%s); spooling until it is back", exc)
