@@ -18,6 +18,8 @@ events to ``order_state`` at start (min/max again, so harmless), see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flowsight.ddl import MaterializedView, Schema, Table
 from flowsight.migrations import Migration
 
@@ -280,21 +282,21 @@ MIGRATIONS.append(Migration("collector/0004_system_minutes", _system_minutes))
 
 # -- spans by trace, for timelines -----------------------------------------------------------------
 
+TRACE_SPAN_COLUMNS = ("TraceId", "SpanId", "ParentSpanId", "ServiceName", "SpanName", "SpanKind", "Timestamp",
+                      "Duration", "StatusCode", "StatusMessage", "CorrelationId")  # fmt: skip
+
+
+def _declarations(columns: str, names: Sequence[str]) -> str:
+    """The declarations of ``names`` (top-level columns) in a table's column text, in that order."""
+    found: dict[str, str] = {}
+    for line in columns.strip().splitlines():
+        found.setdefault(line.split()[0], line.strip().rstrip(","))  # the first: not a Nested field
+    return "\n    " + ",\n    ".join(found[name] for name in names) + "\n"
+
+
 TRACE_SPANS = Table(
     name="trace_spans",
-    columns="""
-    TraceId String CODEC(ZSTD(1)),
-    SpanId String CODEC(ZSTD(1)),
-    ParentSpanId String CODEC(ZSTD(1)),
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-    SpanName LowCardinality(String) CODEC(ZSTD(1)),
-    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
-    Timestamp DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
-    Duration UInt64 CODEC(ZSTD(1)),
-    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
-    StatusMessage String CODEC(ZSTD(1)),
-    CorrelationId String CODEC(ZSTD(1))
-""",
+    columns=_declarations(OTEL_TRACES.columns, TRACE_SPAN_COLUMNS),
     engine="ReplacingMergeTree",
     partition_by="toYYYYMM(Timestamp)",
     order_by="(TraceId, SpanId)",
@@ -309,12 +311,7 @@ TRACE_SPANS_MV = MaterializedView(
     name="trace_spans_mv",
     source="otel_traces",
     target="trace_spans",
-    select="""
-SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
-       StatusCode, StatusMessage, CorrelationId
-FROM {source}
-WHERE TraceId != ''
-""",
+    select=f"SELECT {', '.join(TRACE_SPAN_COLUMNS)}\nFROM {{source}}\nWHERE TraceId != ''",
 )
 
 

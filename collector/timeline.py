@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flowsight.collector.schema import TRACE_SPAN_COLUMNS
 from flowsight.ddl import Schema
 from flowsight.store import Store
 from flowsight.timefmt import as_utc, iso_utc
@@ -76,8 +77,7 @@ class TimelineReader:
         table = self.schema.table
         rows = self.store.rows(
             f"""
-            SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp,
-                   Duration, StatusCode, StatusMessage, CorrelationId
+            SELECT {", ".join(TRACE_SPAN_COLUMNS)}
             FROM {table("trace_spans")}
             WHERE TraceId IN (
                 SELECT TraceId FROM {table("trace_correlations")} WHERE CorrelationId = {{id:String}}

@@ -229,14 +229,11 @@ CREATE TABLE IF NOT EXISTS flowsight.trace_spans ON CLUSTER retail AS flowsight.
 ENGINE = Distributed(retail, flowsight, trace_spans_local, cityHash64(TraceId));
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.trace_spans_mv_local ON CLUSTER retail TO flowsight.trace_spans_local
-AS SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
-       StatusCode, StatusMessage, CorrelationId
+AS SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration, StatusCode, StatusMessage, CorrelationId
 FROM flowsight.otel_traces_local
 WHERE TraceId != '';
 
-INSERT INTO flowsight.trace_spans 
-SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
-       StatusCode, StatusMessage, CorrelationId
+INSERT INTO flowsight.trace_spans SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration, StatusCode, StatusMessage, CorrelationId
 FROM flowsight.otel_traces
 WHERE TraceId != '';
 

@@ -199,14 +199,11 @@ ORDER BY (TraceId, SpanId)
 SETTINGS index_granularity = 1024;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flowsight.trace_spans_mv TO flowsight.trace_spans
-AS SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
-       StatusCode, StatusMessage, CorrelationId
+AS SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration, StatusCode, StatusMessage, CorrelationId
 FROM flowsight.otel_traces
 WHERE TraceId != '';
 
-INSERT INTO flowsight.trace_spans 
-SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration,
-       StatusCode, StatusMessage, CorrelationId
+INSERT INTO flowsight.trace_spans SELECT TraceId, SpanId, ParentSpanId, ServiceName, SpanName, SpanKind, Timestamp, Duration, StatusCode, StatusMessage, CorrelationId
 FROM flowsight.otel_traces
 WHERE TraceId != '';
 
