@@ -228,6 +228,8 @@ def _flat(pairs: Iterable[KeyValue]) -> tuple[list[str], list[str]]:
 
 
 _MAP_COLUMNS = ("ResourceAttributes", "SpanAttributes")
+_PER_RESOURCE = ("ServiceName", "ResourceAttributes")
+_PER_SCOPE = ("ScopeName", "ScopeVersion")
 _NESTED = ("Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId", "Links.SpanId",
            "Links.TraceState", "Links.Attributes")  # fmt: skip
 
@@ -236,16 +238,25 @@ _NESTED = ("Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceI
 class SpanBatch:
     """Decoded spans as ``otel_traces`` columns, with what was rejected and why.
 
-    Scalars go to one list per column, attribute maps to flat key and value lists with offsets,
-    and a resource's attributes are read once for all its spans: per span only a few list
-    appends, so a batch of thousands costs little Python and leaves little for the collector.
+    Scalars go to one list per column, span attribute maps to flat key and value lists with
+    offsets. What a resource or a scope gives its spans (service, resource attributes, scope
+    name and version) is kept once per resource or scope, with each span's index into them,
+    and spread to the spans by Arrow: per span only a few list appends, so a batch of
+    thousands costs little Python and leaves little for the collector.
     """
 
     correlation_keys: Sequence[str]
     columns: dict[str, list[Any]] = field(
-        default_factory=lambda: {name: [] for name in SPAN_SCHEMA.names if name not in _MAP_COLUMNS}
+        default_factory=lambda: {
+            name: [] for name in SPAN_SCHEMA.names if name not in _MAP_COLUMNS + _PER_RESOURCE + _PER_SCOPE
+        }
     )
-    maps: dict[str, _Maps] = field(default_factory=lambda: {name: _Maps() for name in _MAP_COLUMNS})
+    span_attributes: _Maps = field(default_factory=_Maps)
+    resources: _Maps = field(default_factory=_Maps)
+    services: list[str] = field(default_factory=list)
+    scopes: tuple[list[str], list[str]] = field(default_factory=lambda: ([], []))
+    resource_of: list[int] = field(default_factory=list)
+    scope_of: list[int] = field(default_factory=list)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -261,20 +272,25 @@ class SpanBatch:
             cols["SpanName"],
             cols["SpanKind"],
         )
-        services, scope_names, scope_versions = cols["ServiceName"], cols["ScopeName"], cols["ScopeVersion"]
         durations, codes, messages = cols["Duration"], cols["StatusCode"], cols["StatusMessage"]
         correlations = cols["CorrelationId"]
         nested = [cols[name] for name in _NESTED]
-        resource_maps, span_maps = self.maps["ResourceAttributes"], self.maps["SpanAttributes"]
+        span_maps, resource_of, scope_of = self.span_attributes, self.resource_of, self.scope_of
+        scope_names, scope_versions = self.scopes
         keys = self.correlation_keys
         wanted = frozenset(keys)
         for resource_spans in request.resource_spans:
             resource_keys, resource_values = _flat(resource_spans.resource.attributes)
             resource = dict(zip(resource_keys, resource_values, strict=True))
-            service = resource.get("service.name", "")
             resource_correlation = correlation_of(keys, resource)
+            resource_index = len(self.services)
+            self.services.append(resource.get("service.name", ""))
+            self.resources.add(resource_keys, resource_values)
             for scope_spans in resource_spans.scope_spans:
                 scope = scope_spans.scope
+                scope_index = len(scope_names)
+                scope_names.append(scope.name)
+                scope_versions.append(scope.version)
                 for span in scope_spans.spans:
                     problem = _span_problem(span)
                     if problem:
@@ -291,10 +307,8 @@ class SpanBatch:
                     states.append(span.trace_state)
                     names.append(span.name)
                     kinds.append(_KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else "Unspecified")
-                    services.append(service)
-                    resource_maps.add(resource_keys, resource_values)
-                    scope_names.append(scope.name)
-                    scope_versions.append(scope.version)
+                    resource_of.append(resource_index)
+                    scope_of.append(scope_index)
                     span_maps.add(span_keys, span_values)
                     durations.append(max(end - start, 0))
                     code = span.status.code
@@ -326,12 +340,19 @@ class SpanBatch:
             column.append(value)
 
     def to_arrow(self) -> pa.Table:
-        arrays = []
-        for f in SPAN_SCHEMA:
-            if f.name in self.maps:
-                arrays.append(self.maps[f.name].to_arrow())
-            else:
-                arrays.append(pa.array(self.columns[f.name], type=f.type))
+        resource_of = pa.array(self.resource_of, pa.int32())
+        scope_of = pa.array(self.scope_of, pa.int32())
+        spread = {
+            "ServiceName": pa.array(self.services, pa.string()).take(resource_of),
+            "ResourceAttributes": self.resources.to_arrow().take(resource_of),
+            "ScopeName": pa.array(self.scopes[0], pa.string()).take(scope_of),
+            "ScopeVersion": pa.array(self.scopes[1], pa.string()).take(scope_of),
+            "SpanAttributes": self.span_attributes.to_arrow(),
+        }
+        arrays = [
+            spread[f.name] if f.name in spread else pa.array(self.columns[f.name], type=f.type)
+            for f in SPAN_SCHEMA
+        ]
         return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
 
     def message(self) -> str:

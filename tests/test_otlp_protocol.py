@@ -129,6 +129,57 @@ def test_invalid_spans_are_rejected_in_partial_success(client: TestClient) -> No
     assert [s["name"] for s in spans_of(client, "SO-J2")] == ["good"]
 
 
+def test_each_span_keeps_its_own_resource_and_scope(client: TestClient, services: Any) -> None:
+    def resource(service: str, region: str, scopes: list[tuple[str, str, list[dict[str, Any]]]]) -> Any:
+        return {
+            "resource": {
+                "attributes": [
+                    {"key": "service.name", "value": {"stringValue": service}},
+                    {"key": "region", "value": {"stringValue": region}},
+                ]
+            },
+            "scopeSpans": [
+                {"scope": {"name": name, "version": version}, "spans": spans}
+                for name, version, spans in scopes
+            ],
+        }
+
+    body = orjson.dumps(
+        {
+            "resourceSpans": [
+                resource(
+                    "oms",
+                    "eu",
+                    [
+                        (
+                            "http",
+                            "1.0",
+                            [span("1000000000000001", "a"), span("0000000000000000", "rejected")],
+                        ),
+                        ("db", "2.0", [span("1000000000000002", "b")]),
+                    ],
+                ),
+                resource(
+                    "erp",
+                    "us",
+                    [("rfc", "3.1", [span("1000000000000003", "c"), span("1000000000000004", "d")])],
+                ),
+            ]
+        }
+    )
+    assert post_json(client, body).json()["partialSuccess"]["rejectedSpans"] == "1"
+    rows = services.store.rows(
+        "SELECT SpanName, ServiceName, ResourceAttributes['region'], ScopeName, ScopeVersion "
+        f"FROM {services.schema.table('otel_traces')} ORDER BY SpanName"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("a", "oms", "eu", "http", "1.0"),
+        ("b", "oms", "eu", "db", "2.0"),
+        ("c", "erp", "us", "rfc", "3.1"),
+        ("d", "erp", "us", "rfc", "3.1"),
+    ]
+
+
 def test_resent_spans_are_stored_once(client: TestClient, services: Any) -> None:
     body = json_request([span(ORDER_SPAN, "POST /orders", attrs={"order.id": "SO-J3"})])
     for _ in range(3):
