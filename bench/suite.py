@@ -116,10 +116,10 @@ FIGURES = [
         "spans/s",
         _get("otlp", "spans_per_s"),
         50_000,
-        why_missed="the server spends ~64-73 ms of CPU per 1,000 spans: the event loop ~27 ms (decoding into "
-        "span columns 46%, to Arrow 19%), the engine's inserts and merges of the exporter's wide span "
-        "table and its views the rest (~40 ms), which alone would bound 2 cores below 50k spans/s with "
-        "no Python at all (per-thread CPU and py-spy in the step's JSON)",
+        why_missed="the 2 cores are the bound: the server spends ~54 ms of CPU per 1,000 spans (2 "
+        "cores: at most ~37k spans/s), the event loop ~22 ms of it (decoding into span columns ~50%, "
+        "to Arrow ~20%) and the engine's inserts and merges of the exporter's wide span table and its "
+        "views ~32 ms; 50k spans/s needs 40 ms in all (per-thread CPU and py-spy in the step's JSON)",
     ),
     Figure(
         "Timeline p50 (ms)",
