@@ -3,6 +3,7 @@ process, until Ctrl-C (or the duration, or the order count)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -98,15 +99,31 @@ def run(
     running = start(settings, options, out=out)
     demo = running.demo
     stop = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        # The first Ctrl-C stops the loops between ticks, so no ClickHouse call is cut off
+        # halfway (one cut off inside the engine's lock would hang the shutdown); a second is
+        # the usual interrupt.
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupted) if in_main else None
     try:
-        demo.backfill()
-        if scenario:
+        demo.backfill(stop)
+        if scenario and not stop.is_set():
             demo.trigger(scenario)
-        demo.say(f"live at {options.speed:g}x: a simulated hour every {3600 / options.speed:g} s")
-        demo.run(stop)
+        if not stop.is_set():
+            demo.say(f"live at {options.speed:g}x: a simulated hour every {3600 / options.speed:g} s")
+            demo.run(stop)
+        if stop.is_set():
+            demo.say("stopping")
     except KeyboardInterrupt:
         demo.say("stopping")
     finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
         stop.set()
         demo.progress("stopped", every_s=0)
         running.close()

@@ -115,8 +115,9 @@ class Demo:
 
     # -- running ------------------------------------------------------------------------------
 
-    def backfill(self) -> None:
-        """Play ``backfill_s`` of history before now, as fast as it goes, evaluating on the way."""
+    def backfill(self, stop: threading.Event | None = None) -> None:
+        """Play ``backfill_s`` of history before now, as fast as it goes, evaluating on the way
+        (until ``stop``, when given, is set)."""
         span = self.options.backfill_s
         if span <= 0:
             return
@@ -126,7 +127,7 @@ class Demo:
         next_eval = t + self.options.backfill_evaluate_every_s
         self.say(f"backfilling {span / 86400:g} days of history ({_fmt(t)} to {_fmt(end)})")
         ticks = 0
-        while t < end:
+        while t < end and not (stop is not None and stop.is_set()):
             t = min(end, t + TICK_S)
             with self._lock:
                 self._move(t)
