@@ -227,9 +227,8 @@ def _flat(pairs: Iterable[KeyValue]) -> tuple[list[str], list[str]]:
     return keys, values
 
 
-_MAP_COLUMNS = ("ResourceAttributes", "SpanAttributes")
-_PER_RESOURCE = ("ServiceName", "ResourceAttributes")
-_PER_SCOPE = ("ScopeName", "ScopeVersion")
+_NOT_PER_SPAN = ("ServiceName", "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes")
+"""Columns not kept as one list per span: spread from their resource or scope, or a flat map."""
 _NESTED = ("Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId", "Links.SpanId",
            "Links.TraceState", "Links.Attributes")  # fmt: skip
 
@@ -247,9 +246,7 @@ class SpanBatch:
 
     correlation_keys: Sequence[str]
     columns: dict[str, list[Any]] = field(
-        default_factory=lambda: {
-            name: [] for name in SPAN_SCHEMA.names if name not in _MAP_COLUMNS + _PER_RESOURCE + _PER_SCOPE
-        }
+        default_factory=lambda: {name: [] for name in SPAN_SCHEMA.names if name not in _NOT_PER_SPAN}
     )
     span_attributes: _Maps = field(default_factory=_Maps)
     resources: _Maps = field(default_factory=_Maps)

@@ -62,9 +62,7 @@ class SeenIds:
         """Replace the contents (any order, duplicates allowed)."""
         hashes, checks = hashes.astype(np.uint64, copy=False), checks.astype(np.uint64, copy=False)
         order = np.argsort(hashes)  # unstable: twice as fast, and equal hashes may go in any order
-        self._base = hashes[order]
-        del hashes
-        self._base_checks = checks[order]
+        self._base, self._base_checks = hashes[order], checks[order]
         self._runs = []
 
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:

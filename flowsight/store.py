@@ -89,8 +89,7 @@ class Store:
         stream = self._call(self.client.query_arrow_stream, sql, parameters=parameters, settings=settings)
         try:
             with stream:
-                for block in stream:
-                    yield from block.to_batches() if isinstance(block, pa.Table) else (block,)
+                yield from stream  # an Arrow IPC stream: one record batch per block
         except OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
