@@ -61,6 +61,17 @@ def client(services: Services) -> Iterator[TestClient]:
         yield test_client
 
 
+def stored_once(services: Services, ids: set[str], *columns: str) -> list[tuple[Any, ...]]:
+    """Assert ``events`` holds exactly ``ids``, each once (no FINAL: the writer must never insert
+    an event twice, merged away later or not); returns ``(event_id, *columns)`` per row."""
+    table = services.schema.table("events")
+    [(count, distinct)] = services.store.rows(f"SELECT count(), uniqExact(event_id) FROM {table}")
+    assert count == distinct == len(ids)
+    rows = [tuple(r) for r in services.store.rows(f"SELECT {', '.join(['event_id', *columns])} FROM {table}")]
+    assert {r[0] for r in rows} == ids
+    return rows
+
+
 def event(n: int | str, stage: str = "order_created", **fields: Any) -> dict[str, Any]:
     """A valid order_to_cash event; ``fields`` override or add to it."""
     base = {

@@ -47,7 +47,7 @@ from flowsight.demo.runner import Demo, DemoOptions
 from flowsight.settings import Settings
 from flowsight.store import Store
 from flowsight.workflows import DEFAULT_WORKFLOWS
-from tests.conftest import T0, event
+from tests.conftest import T0, event, stored_once
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 """Deterministic runs: the same examples every time, nothing remembered between runs."""
@@ -621,12 +621,7 @@ class Ledger:
         return answer
 
     def check_store(self) -> None:
-        table = self.services.schema.table("events")
-        # No FINAL: the writer must never insert an event twice, merged away later or not.
-        [(count, distinct)] = self.services.store.rows(f"SELECT count(), uniqExact(event_id) FROM {table}")
-        assert count == distinct == len(self.stored)
-        ids = {row[0] for row in self.services.store.rows(f"SELECT event_id FROM {table}")}
-        assert ids == self.stored
+        stored_once(self.services, self.stored)
         assert self.client.get("/api/dead-letters", params={"limit": 1}).json()["total"] == self.dead_letters
 
 

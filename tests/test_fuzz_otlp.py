@@ -38,7 +38,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from flowsight.app import Services, create_app
 from flowsight.collector.otlp_ingest import derived_event_id
 from flowsight.workflows import DEFAULT_WORKFLOWS
-from tests.conftest import T0
+from tests.conftest import T0, stored_once
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
 """Deterministic runs: the same examples every time, nothing remembered between runs."""
@@ -524,11 +524,7 @@ class EventLedger:
         return answer
 
     def check_store(self) -> None:
-        table = self.services.schema.table("events")
-        [(count, distinct)] = self.services.store.rows(f"SELECT count(), uniqExact(event_id) FROM {table}")
-        assert count == distinct == len(self.stored)
-        rows = self.services.store.rows(f"SELECT event_id, source FROM {table}")
-        assert {r[0] for r in rows} == self.stored
+        rows = stored_once(self.services, self.stored, "source")
         assert {r[1] for r in rows} <= {"otlp"}
         letters = self.client.get("/api/dead-letters", params={"source": "otlp_logs", "limit": 1}).json()
         assert letters["total"] == self.dead_letters
