@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.threads import cpu_by_name, python_threads, thread_ticks  # noqa: E402
+
 GOAL_HTTP_EVENTS_PER_S = 50_000
 GOAL_RATIO = 0.4
 DEFAULT_OUT = ROOT / "bench" / "results" / "ingest.json"
@@ -617,6 +619,7 @@ def http_phase(
             for n in range(args.concurrency)
         ]
         server_cpu_before = proc_cpu_seconds(server.pid)
+        threads_before = thread_ticks(server.pid)
         client_cpu_before = time.process_time()
         load.first = time.perf_counter()
         for thread in threads:
@@ -625,6 +628,9 @@ def http_phase(
             thread.join()
         client_cpu = time.process_time() - client_cpu_before
         server_cpu_after = proc_cpu_seconds(server.pid)
+        threads_after = thread_ticks(server.pid)
+        # The request pool's threads exist only once requests came: name them now.
+        thread_seconds = cpu_by_name(threads_before, threads_after, python_threads(server.pid))
         if load.errors:
             raise Aborted(
                 "the HTTP phase failed:\n  "
@@ -687,6 +693,11 @@ def http_phase(
         "server_peak_rss_bytes": peak_rss,
         "server_cpu_s": cpu,
         "client_cpu_s": client_cpu,
+        "thread_cpu_cores": {
+            name: round(seconds / wall, 3)
+            for name, seconds in thread_seconds.items()
+            if seconds >= 0.01 * wall
+        },
         "server_stop_s": time.monotonic() - stop_started,
         "server_exit_code": code,
     }
@@ -805,6 +816,13 @@ def markdown(result: dict[str, Any]) -> str:
             if h["server_cpu_s"] is not None
             else "n/a",
             f"of {result['machine']['nproc']}",
+            "",
+        ),
+        (
+            "Server CPU by thread (cores)",
+            ", ".join(f"{name} {cores:.2f}" for name, cores in h.get("thread_cpu_cores", {}).items())
+            or "n/a",
+            "",
             "",
         ),
     ]

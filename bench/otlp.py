@@ -29,7 +29,6 @@ import itertools
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from bench.ingest import (  # noqa: E402
     write_json,
 )
 from bench.ingest import Load as EventLoad  # noqa: E402
+from bench.threads import cpu_by_name, py_spy, python_threads, thread_ticks  # noqa: E402
 
 GOAL_SPANS_PER_S = 50_000
 DEFAULT_OUT = ROOT / "bench" / "results" / "otlp.json"
@@ -453,13 +453,8 @@ class Profiler:
         self.child: subprocess.Popen[bytes] | None = None
         self.error = ""
 
-    @staticmethod
-    def executable() -> str | None:
-        beside = Path(sys.executable).with_name("py-spy")
-        return str(beside) if beside.exists() else shutil.which("py-spy")
-
     def start(self) -> None:
-        exe = self.executable()
+        exe = py_spy()
         if exe is None:
             self.error = "py-spy not found"
             return
@@ -560,8 +555,7 @@ def http_phase(
             for n in range(args.concurrency)
         ]
         server_cpu_before = proc_cpu_seconds(server.pid)
-        names = python_threads(server.pid)
-        threads_before = thread_cpu(server.pid, names)
+        threads_before = thread_ticks(server.pid)
         client_cpu_before = time.process_time()
         load.first = time.perf_counter()
         for thread in threads:
@@ -570,7 +564,8 @@ def http_phase(
             thread.join()
         client_cpu = time.process_time() - client_cpu_before
         server_cpu_after = proc_cpu_seconds(server.pid)
-        threads_after = thread_cpu(server.pid, names)
+        threads_after = thread_ticks(server.pid)
+        names = python_threads(server.pid)
         if load.errors:
             raise Aborted(
                 "the HTTP phase failed:\n  "
@@ -618,11 +613,9 @@ def http_phase(
         else None
     )
     thread_cores = {
-        name: round((seconds - threads_before.get(name, 0.0)) / wall, 3)
-        for name, seconds in sorted(
-            threads_after.items(), key=lambda kv: threads_before.get(kv[0], 0.0) - kv[1]
-        )
-        if seconds - threads_before.get(name, 0.0) >= 0.01 * wall
+        name: round(seconds / wall, 3)
+        for name, seconds in cpu_by_name(threads_before, threads_after, names).items()
+        if seconds >= 0.01 * wall
     }
     return {
         "wall_s": wall,
@@ -754,39 +747,6 @@ def analyse_profile(raw: str, seconds: float, rate: int) -> dict[str, Any]:
         "share_by_thread_and_step": {role: shares(steps[role]) for role in roles},
         "top_leaf_frames": {fr: round(c / total, 3) for fr, c in leaves.most_common(12)} if total else {},
     }
-
-
-def python_threads(pid: int) -> dict[str, str]:
-    """Native thread id to Python thread name (``py-spy dump``; the OS only knows "python")."""
-    exe = Profiler.executable()
-    if exe is None:
-        return {}
-    try:
-        out = subprocess.run([exe, "dump", "-p", str(pid)], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    return {m[1]: m[2] for m in re.finditer(r'^Thread (\d+) \([^)]*\): "(.*)"$', out, re.MULTILINE)}
-
-
-def thread_cpu(pid: int, names: dict[str, str]) -> dict[str, float]:
-    """CPU seconds so far of each thread of a process, added up by name (Python's, else the OS's,
-    without a pool's numbering)."""
-    out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return out
-    for task in tasks:
-        try:
-            comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = names.get(task.name) or ("other python threads" if comm == "python" else comm)
-        name = re.sub(r"[-_]\d+(_\d+)?$", "", name)
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
 
 
 def explain(result: dict[str, Any]) -> str:
