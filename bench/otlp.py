@@ -998,7 +998,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--spans", type=positive, default=1_000_000, help="spans to send")
     p.add_argument("--batch", type=positive, default=1000, help="spans per request")
     p.add_argument(
-        "--concurrency", type=positive, default=16, help="client threads, each with one keep-alive connection"
+        "--concurrency",
+        type=positive,
+        default=64,
+        help="client threads, each with one keep-alive connection (as the ingest benchmark)",
     )
     p.add_argument(
         "--format",

@@ -2,8 +2,10 @@
 
 Requests hand their validated batch to :meth:`EventWriter.submit` and wait on the returned
 future; the writer merges what is waiting (up to ``batch_rows`` events) into one commit, so many
-small requests share a few large inserts. A future resolves only once its events are durable:
-in ClickHouse, or fsynced in the spool while ClickHouse is unreachable.
+small requests share a few large inserts. Under steady load a small batch waits (up to
+``linger_seconds``) while more keep arriving, since an insert has a fixed cost (tens of
+milliseconds, more for spans) besides its rows. A future resolves only once its events are
+durable: in ClickHouse, or fsynced in the spool while ClickHouse is unreachable.
 
 A commit drops ids repeated within the batch, checks the rest against the in-memory
 :class:`~flowsight.collector.seen_ids.SeenIds` filter (verifying in ClickHouse only the rare ids
@@ -56,6 +58,9 @@ REPAIR_SETTINGS = (
 )
 """The repair streams in small blocks on one thread: its memory stays flat however many events
 the window holds (an import can put millions behind one ingest time)."""
+LINGER_GAP_SECONDS = 0.05
+"""A lingering writer stops waiting once no batch came for this long: what is in flight has
+arrived, and waiting on would only add latency."""
 REFRESH_OVERLAP = timedelta(seconds=30)
 """How far back a refresh looks before the last seen ingest time (clock skew between collectors)."""
 
@@ -123,6 +128,7 @@ class EventWriter:
         *,
         batch_rows: int = 50_000,
         linger_seconds: float = 0.0,
+        linger_gap_seconds: float = LINGER_GAP_SECONDS,
         max_pending_rows: int = 500_000,
         retry_seconds: float = 1.0,
         refresh_seconds: float | None = None,
@@ -132,6 +138,8 @@ class EventWriter:
         self.spool = spool
         self.batch_rows = batch_rows
         self.linger_seconds = linger_seconds
+        self.linger_gap_seconds = linger_gap_seconds
+        self._last_submit = float("-inf")  # monotonic time of the last submitted batch
         self._last_commit = float("-inf")  # monotonic time the last commit ended
         self.max_pending_rows = max_pending_rows
         self.retry_seconds = retry_seconds
@@ -278,6 +286,7 @@ class EventWriter:
                 )
             )
             self._pending_rows += rows
+            self._last_submit = time.monotonic()
             self._cond.notify()
         return future
 
@@ -290,7 +299,11 @@ class EventWriter:
             if self._should_linger():
                 deadline = time.monotonic() + self.linger_seconds
                 while self._should_linger() and (left := deadline - time.monotonic()) > 0:
-                    self._cond.wait(timeout=left)
+                    # Batches still arriving: wait for the next one, not past a quiet gap.
+                    gap = self._last_submit + self.linger_gap_seconds - time.monotonic()
+                    if gap <= 0:
+                        break
+                    self._cond.wait(timeout=min(left, gap))
             taken: list[_Pending] = []
             rows = 0
             while self._queue and (not taken or rows + self._queue[0].rows <= self.batch_rows):
@@ -302,7 +315,8 @@ class EventWriter:
 
     def _should_linger(self) -> bool:
         """Whether to wait for more: under steady load (a commit ended within the last second)
-        with a small batch waiting. Called with the condition held."""
+        with a small batch waiting. :meth:`_take` also stops once no batch came for
+        ``linger_gap_seconds``. Called with the condition held."""
         return (
             self.linger_seconds > 0
             and not self._stopping
