@@ -57,11 +57,14 @@ def router(
     )
     async def post_events(request: Request) -> Response:
         try:
-            raw = await read_limited(request.stream(), request.headers.get("content-length"), max_body_bytes)
-            body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
-            result = await ingestor.ingest(
-                body, request.headers.get("content-type"), sender=principal_of(request.state)
-            )
+            with ingestor.writer.arriving():  # a batch waiting to be written may wait for this one
+                raw = await read_limited(
+                    request.stream(), request.headers.get("content-length"), max_body_bytes
+                )
+                body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
+                result = await ingestor.ingest(
+                    body, request.headers.get("content-type"), sender=principal_of(request.state)
+                )
         except BodyError as exc:
             return error_response(exc.status, exc.message)
         except BadBody as exc:

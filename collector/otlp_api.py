@@ -53,9 +53,12 @@ def router(
         except UnsupportedMediaType as exc:
             return status_response(415, str(exc), JSON)
         try:
-            raw = await read_limited(request.stream(), request.headers.get("content-length"), max_body_bytes)
-            body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
-            result = await handle(body, media, principal_of(request.state))
+            with ingestor.writer.arriving():  # a batch waiting to be written may wait for this one
+                raw = await read_limited(
+                    request.stream(), request.headers.get("content-length"), max_body_bytes
+                )
+                body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
+                result = await handle(body, media, principal_of(request.state))
         except BodyError as exc:
             return status_response(exc.status, exc.message, media)
         except OtlpDecodeError as exc:

@@ -2,10 +2,11 @@
 
 Requests hand their validated batch to :meth:`EventWriter.submit` and wait on the returned
 future; the writer merges what is waiting (up to ``batch_rows`` events) into one commit, so many
-small requests share a few large inserts. Under steady load a small batch waits (up to
-``linger_seconds``) while more keep arriving, since an insert has a fixed cost (tens of
-milliseconds, more for spans) besides its rows. A future resolves only once its events are
-durable: in ClickHouse, or fsynced in the spool while ClickHouse is unreachable.
+small requests share a few large inserts. A small batch waits (up to ``linger_seconds``) while
+other requests are still arriving (:meth:`EventWriter.arriving`, from the first byte of a
+request to its submit), since an insert has a fixed cost (tens of milliseconds, more for spans)
+besides its rows; a lone sender's batch is written at once. A future resolves only once its
+events are durable: in ClickHouse, or fsynced in the spool while ClickHouse is unreachable.
 
 A commit drops ids repeated within the batch, checks the rest against the in-memory
 :class:`~flowsight.collector.seen_ids.SeenIds` filter (verifying in ClickHouse only the rare ids
@@ -23,8 +24,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -58,11 +61,18 @@ REPAIR_SETTINGS = (
 )
 """The repair streams in small blocks on one thread: its memory stays flat however many events
 the window holds (an import can put millions behind one ingest time)."""
-LINGER_GAP_SECONDS = 0.05
-"""A lingering writer stops waiting once no batch came for this long: what is in flight has
-arrived, and waiting on would only add latency."""
 REFRESH_OVERLAP = timedelta(seconds=30)
 """How far back a refresh looks before the last seen ingest time (clock skew between collectors)."""
+
+
+@dataclass
+class _Arrival:
+    """One request's mark in :meth:`EventWriter.arriving` (changed with the writer's lock held)."""
+
+    pending: bool = True
+
+
+_ARRIVAL: ContextVar[_Arrival | None] = ContextVar("flowsight_writer_arrival", default=None)
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,6 @@ class EventWriter:
         *,
         batch_rows: int = 50_000,
         linger_seconds: float = 0.0,
-        linger_gap_seconds: float = LINGER_GAP_SECONDS,
         max_pending_rows: int = 500_000,
         retry_seconds: float = 1.0,
         refresh_seconds: float | None = None,
@@ -138,9 +147,7 @@ class EventWriter:
         self.spool = spool
         self.batch_rows = batch_rows
         self.linger_seconds = linger_seconds
-        self.linger_gap_seconds = linger_gap_seconds
-        self._last_submit = float("-inf")  # monotonic time of the last submitted batch
-        self._last_commit = float("-inf")  # monotonic time the last commit ended
+        self._arriving = 0  # requests begun and not yet submitted (see arriving())
         self.max_pending_rows = max_pending_rows
         self.retry_seconds = retry_seconds
         self.stats = WriterStats()
@@ -247,6 +254,25 @@ class EventWriter:
 
     # -- submitting -----------------------------------------------------------------------
 
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request on its way (its body being read, decoded, validated): while any are, a
+        small waiting batch lingers for them to share its insert. The mark ends at the request's
+        first :meth:`submit` (in this context) or when the block exits, whichever is first."""
+        arrival = _Arrival()
+        with self._cond:
+            self._arriving += 1
+        token = _ARRIVAL.set(arrival)
+        try:
+            yield
+        finally:
+            _ARRIVAL.reset(token)
+            with self._cond:
+                if arrival.pending:
+                    arrival.pending = False
+                    self._arriving -= 1
+                    self._cond.notify()
+
     def submit(
         self,
         events: pa.Table,
@@ -286,7 +312,10 @@ class EventWriter:
                 )
             )
             self._pending_rows += rows
-            self._last_submit = time.monotonic()
+            arrival = _ARRIVAL.get()
+            if arrival is not None and arrival.pending:  # this request has arrived
+                arrival.pending = False
+                self._arriving -= 1
             self._cond.notify()
         return future
 
@@ -299,11 +328,7 @@ class EventWriter:
             if self._should_linger():
                 deadline = time.monotonic() + self.linger_seconds
                 while self._should_linger() and (left := deadline - time.monotonic()) > 0:
-                    # Batches still arriving: wait for the next one, not past a quiet gap.
-                    gap = self._last_submit + self.linger_gap_seconds - time.monotonic()
-                    if gap <= 0:
-                        break
-                    self._cond.wait(timeout=min(left, gap))
+                    self._cond.wait(timeout=left)
             taken: list[_Pending] = []
             rows = 0
             while self._queue and (not taken or rows + self._queue[0].rows <= self.batch_rows):
@@ -314,14 +339,13 @@ class EventWriter:
             return taken
 
     def _should_linger(self) -> bool:
-        """Whether to wait for more: under steady load (a commit ended within the last second)
-        with a small batch waiting. :meth:`_take` also stops once no batch came for
-        ``linger_gap_seconds``. Called with the condition held."""
+        """Whether to wait for more: a small batch is waiting and other requests are still
+        arriving. Called with the condition held."""
         return (
             self.linger_seconds > 0
             and not self._stopping
             and 0 < self._pending_rows < self.batch_rows // 4
-            and time.monotonic() - self._last_commit < 1.0
+            and self._arriving > 0
         )
 
     def _run(self) -> None:
@@ -331,7 +355,6 @@ class EventWriter:
                 self._housekeeping()
                 if items:
                     self._write(items)
-                    self._last_commit = time.monotonic()
             except Exception as exc:  # never leave a request waiting on a dead thread
                 self._unclean = True
                 log.exception("the writer failed a batch")

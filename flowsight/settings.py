@@ -119,11 +119,11 @@ class Settings(BaseSettings):
     write_linger_ms: float = Field(
         200.0,
         ge=0,
-        description="Under steady load, how long at most the writer waits for more events when fewer "
-        "than a quarter of write_batch_rows are waiting, so inserts stay large (each insert has a "
-        "fixed cost, and fewer parts leave ClickHouse less to merge). It stops waiting once 50 ms "
-        "pass without a new request, and a request after a quiet second is written at once. "
-        "Default 200 ms. Env FLOWSIGHT_WRITE_LINGER_MS.",
+        description="How long at most a small batch (under a quarter of write_batch_rows) waits "
+        "for the requests still arriving, so they share one insert (each insert has a fixed cost, "
+        "and fewer parts leave ClickHouse less to merge). The wait ends as soon as none is "
+        "arriving; a lone sender's batch is written at once. Default 200 ms. "
+        "Env FLOWSIGHT_WRITE_LINGER_MS.",
     )
     dedup_refresh_seconds: float = Field(
         5.0,

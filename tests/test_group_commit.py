@@ -1,16 +1,18 @@
-"""The writer's group commit: under steady load a small batch waits a moment for company, so
-inserts stay large; it stops waiting once requests stop coming, and after a quiet spell a
-request is written at once."""
+"""The writer's group commit: a small batch waits a moment while other requests are still
+arriving, so they share its insert; a lone request, or one after the others stopped coming, is
+written at once."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from flowsight.collector.events import EventBatch
 from flowsight.collector.spool import Spool
-from flowsight.collector.writer import EventWriter
+from flowsight.collector.writer import EventWriter, WriteOutcome
 from flowsight.workflows import DEFAULT_WORKFLOWS
 from tests.conftest import event
 
@@ -24,38 +26,61 @@ def batch(*ids: str) -> Any:
     return b.to_arrow()
 
 
-def writer(services: Any, tmp_path: Path, gap_s: float = 1.0) -> EventWriter:
+def writer(services: Any, tmp_path: Path) -> EventWriter:
     services.start()
     services.writer.stop()  # the service's own writer; this test drives its own
     w = EventWriter(
         services.store, services.schema, Spool(tmp_path / "spool", 10_000_000), batch_rows=1000,
-        linger_seconds=LINGER_S, linger_gap_seconds=gap_s,
+        linger_seconds=LINGER_S,
     )  # fmt: skip
     w.start()
     return w
 
 
-def test_under_load_small_batches_arriving_together_share_one_insert(services: Any, tmp_path: Path) -> None:
+def another_request(
+    w: EventWriter, seconds: float, ids: tuple[str, ...]
+) -> tuple[threading.Thread, list[Future[WriteOutcome]]]:
+    """A request on its own thread (its own context): it arrives, takes ``seconds`` to read and
+    validate, then submits ``ids`` (none: it ends without a batch, as a rejected body does)."""
+    futures: list[Future[WriteOutcome]] = []
+    started = threading.Event()
+
+    def run() -> None:
+        with w.arriving():
+            started.set()
+            time.sleep(seconds)
+            if ids:
+                futures.append(w.submit(batch(*ids)))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(10)
+    return thread, futures
+
+
+def test_a_small_batch_waits_for_a_request_still_arriving_and_they_share_one_insert(
+    services: Any, tmp_path: Path
+) -> None:
     w = writer(services, tmp_path)
     try:
-        w.submit(batch("warm-1")).result(timeout=30)  # a commit just ended: the writer is under load
         commits = w.stats.commits
+        thread, later = another_request(w, 0.3, ("b-1",))
         first = w.submit(batch("a-1", "a-2"))
-        time.sleep(0.2)
-        second = w.submit(batch("b-1"))
-        assert (first.result(timeout=30).accepted, second.result(timeout=30).accepted) == (2, 1)
+        thread.join()
+        assert (first.result(timeout=30).accepted, later[0].result(timeout=30).accepted) == (2, 1)
         assert w.stats.commits == commits + 1
     finally:
         w.stop()
 
 
-def test_after_a_quiet_spell_a_request_is_written_without_waiting(services: Any, tmp_path: Path) -> None:
+def test_a_lone_request_is_written_without_waiting(services: Any, tmp_path: Path) -> None:
     w = writer(services, tmp_path)
     try:
         w.submit(batch("warm-2")).result(timeout=30)
-        time.sleep(1.1)  # no commit for over a second: not under load any more
         started = time.monotonic()
-        assert w.submit(batch("c-1")).result(timeout=30).accepted == 1
+        with w.arriving():  # its own mark ends at its submit: it never waits for itself
+            future = w.submit(batch("c-1"))
+            assert future.result(timeout=30).accepted == 1
         assert time.monotonic() - started < LINGER_S / 2
     finally:
         w.stop()
@@ -64,28 +89,26 @@ def test_after_a_quiet_spell_a_request_is_written_without_waiting(services: Any,
 def test_a_batch_of_a_quarter_of_the_insert_size_does_not_wait(services: Any, tmp_path: Path) -> None:
     w = writer(services, tmp_path)
     try:
-        w.submit(batch("warm-3")).result(timeout=30)
+        thread, _ = another_request(w, LINGER_S, ())
         started = time.monotonic()
         big = batch(*(f"d-{i}" for i in range(250)))
         assert w.submit(big).result(timeout=30).accepted == 250
         assert time.monotonic() - started < LINGER_S / 2
+        thread.join()
     finally:
         w.stop()
 
 
-def test_a_waiting_batch_is_written_once_no_other_request_comes_for_the_gap(
-    services: Any, tmp_path: Path
-) -> None:
-    w = writer(services, tmp_path, gap_s=0.1)
+def test_the_wait_ends_when_the_other_request_ends_without_a_batch(services: Any, tmp_path: Path) -> None:
+    w = writer(services, tmp_path)
     try:
-        w.submit(batch("warm-4")).result(timeout=30)  # under load: a small batch may wait
         commits = w.stats.commits
+        thread, _ = another_request(w, 0.2, ())  # rejected: nothing to submit
         started = time.monotonic()
-        first = w.submit(batch("e-1"))
-        time.sleep(0.05)
-        second = w.submit(batch("e-2"))  # within the gap: the writer waits on for it
-        assert (first.result(timeout=30).accepted, second.result(timeout=30).accepted) == (1, 1)
+        assert w.submit(batch("e-1")).result(timeout=30).accepted == 1
+        waited = time.monotonic() - started
+        thread.join()
+        assert 0.1 < waited < LINGER_S / 2  # waited for it, and not the whole linger
         assert w.stats.commits == commits + 1
-        assert time.monotonic() - started < LINGER_S / 2  # not the whole linger: no one else came
     finally:
         w.stop()
