@@ -69,6 +69,7 @@ REFRESH_OVERLAP = timedelta(seconds=30)
 class _Arrival:
     """One request's mark in :meth:`EventWriter.arriving` (changed with the writer's lock held)."""
 
+    writer: EventWriter
     pending: bool = True
 
 
@@ -259,7 +260,7 @@ class EventWriter:
         """Mark a request on its way (its body being read, decoded, validated): while any are, a
         small waiting batch lingers for them to share its insert. The mark ends at the request's
         first :meth:`submit` (in this context) or when the block exits, whichever is first."""
-        arrival = _Arrival()
+        arrival = _Arrival(self)
         with self._cond:
             self._arriving += 1
         token = _ARRIVAL.set(arrival)
@@ -313,7 +314,7 @@ class EventWriter:
             )
             self._pending_rows += rows
             arrival = _ARRIVAL.get()
-            if arrival is not None and arrival.pending:  # this request has arrived
+            if arrival is not None and arrival.writer is self and arrival.pending:  # it has arrived
                 arrival.pending = False
                 self._arriving -= 1
             self._cond.notify()
