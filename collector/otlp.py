@@ -221,9 +221,10 @@ def _flat(pairs: Iterable[KeyValue]) -> tuple[list[str], list[str]]:
     for kv in pairs:
         keys.append(kv.key)
         value = kv.value
-        values.append(
-            value.string_value if value.WhichOneof("value") == "string_value" else any_value_text(value)
-        )
+        text = value.string_value  # "" for any other kind: only then ask which kind it is
+        if not text and value.WhichOneof("value") != "string_value":
+            text = any_value_text(value)
+        values.append(text)
     return keys, values
 
 
