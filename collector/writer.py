@@ -269,10 +269,14 @@ class EventWriter:
         finally:
             _ARRIVAL.reset(token)
             with self._cond:
-                if arrival.pending:
-                    arrival.pending = False
-                    self._arriving -= 1
-                    self._cond.notify()
+                self._arrived(arrival)
+                self._cond.notify()
+
+    def _arrived(self, arrival: _Arrival | None) -> None:
+        """End a request's mark, once, if it is this writer's. Called with the condition held."""
+        if arrival is not None and arrival.writer is self and arrival.pending:
+            arrival.pending = False
+            self._arriving -= 1
 
     def submit(
         self,
@@ -313,10 +317,7 @@ class EventWriter:
                 )
             )
             self._pending_rows += rows
-            arrival = _ARRIVAL.get()
-            if arrival is not None and arrival.writer is self and arrival.pending:  # it has arrived
-                arrival.pending = False
-                self._arriving -= 1
+            self._arrived(_ARRIVAL.get())  # this request has arrived
             self._cond.notify()
         return future
 
