@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.threads import cpu_by_name, python_threads, thread_ticks  # noqa: E402
+from bench.threads import cores_by_name, python_threads, thread_ticks  # noqa: E402
 
 GOAL_HTTP_EVENTS_PER_S = 50_000
 GOAL_RATIO = 0.4
@@ -630,7 +630,7 @@ def http_phase(
         server_cpu_after = proc_cpu_seconds(server.pid)
         threads_after = thread_ticks(server.pid)
         # The request pool's threads exist only once requests came: name them now.
-        thread_seconds = cpu_by_name(threads_before, threads_after, python_threads(server.pid))
+        thread_names = python_threads(server.pid)
         if load.errors:
             raise Aborted(
                 "the HTTP phase failed:\n  "
@@ -693,11 +693,7 @@ def http_phase(
         "server_peak_rss_bytes": peak_rss,
         "server_cpu_s": cpu,
         "client_cpu_s": client_cpu,
-        "thread_cpu_cores": {
-            name: round(seconds / wall, 3)
-            for name, seconds in thread_seconds.items()
-            if seconds >= 0.01 * wall
-        },
+        "thread_cpu_cores": cores_by_name(threads_before, threads_after, thread_names, wall),
         "server_stop_s": time.monotonic() - stop_started,
         "server_exit_code": code,
     }

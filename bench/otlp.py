@@ -64,7 +64,7 @@ from bench.ingest import (  # noqa: E402
     write_json,
 )
 from bench.ingest import Load as EventLoad  # noqa: E402
-from bench.threads import cpu_by_name, py_spy, python_threads, thread_ticks  # noqa: E402
+from bench.threads import cores_by_name, py_spy, python_threads, thread_ticks  # noqa: E402
 
 GOAL_SPANS_PER_S = 50_000
 DEFAULT_OUT = ROOT / "bench" / "results" / "otlp.json"
@@ -612,11 +612,7 @@ def http_phase(
         if server_cpu_after is not None and server_cpu_before is not None
         else None
     )
-    thread_cores = {
-        name: round(seconds / wall, 3)
-        for name, seconds in cpu_by_name(threads_before, threads_after, names).items()
-        if seconds >= 0.01 * wall
-    }
+    thread_cores = cores_by_name(threads_before, threads_after, names, wall)
     return {
         "wall_s": wall,
         "spans_per_s": total / wall,

@@ -61,3 +61,17 @@ def cpu_by_name(
         name = re.sub(r"[-_]\d+(_\d+)?$", "", name)
         out[name] = out.get(name, 0.0) + seconds - before.get(tid, (comm, 0.0))[1]
     return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+
+def cores_by_name(
+    before: dict[str, tuple[str, float]],
+    after: dict[str, tuple[str, float]],
+    names: dict[str, str],
+    wall: float,
+) -> dict[str, float]:
+    """:func:`cpu_by_name` as cores over ``wall`` seconds, leaving out threads under 1% of one."""
+    return {
+        name: round(seconds / wall, 3)
+        for name, seconds in cpu_by_name(before, after, names).items()
+        if seconds >= 0.01 * wall
+    }
