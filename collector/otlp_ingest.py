@@ -18,7 +18,15 @@ from flowsight.auth import Principal
 from flowsight.collector import dead_letters
 from flowsight.collector.events import DEFAULT_LIMITS, EventBatch, EventLimits
 from flowsight.collector.ingest import batch_for
-from flowsight.collector.otlp import SpanBatch, attributes, correlation_of, decode_logs, decode_traces
+from flowsight.collector.otlp import (
+    PROTOBUF,
+    SpanBatch,
+    attributes,
+    correlation_of,
+    decode_logs,
+    decode_traces,
+)
+from flowsight.collector.otlp_wire import span_table
 from flowsight.collector.writer import EMPTY_SPANS, EventWriter
 from flowsight.timefmt import to_ms
 from flowsight.workflows import WorkflowCatalog
@@ -115,11 +123,13 @@ class OtlpIngestor:
     async def traces(self, body: bytes, media: str, sender: Principal | None = None) -> OtlpResult:
         """Store the spans of an ``ExportTraceServiceRequest`` (resent spans once). A sender
         limited to some systems has the spans of other services rejected."""
-        request = decode_traces(body, media)
-        batch = SpanBatch(self.correlation_keys)
-        batch.add_request(request)
-        spans = batch.to_arrow()
-        rejected, message = batch.rejected, batch.message()
+        spans = span_table(body, self.correlation_keys) if media == PROTOBUF else None
+        rejected, message = 0, ""
+        if spans is None:  # OTLP/JSON, or a request the wire scanner leaves to the protobuf library
+            batch = SpanBatch(self.correlation_keys)
+            batch.add_request(decode_traces(body, media))
+            spans = batch.to_arrow()
+            rejected, message = batch.rejected, batch.message()
         if sender is not None and sender.systems is not None and spans.num_rows:
             allowed = pc.is_in(spans.column("ServiceName"), pa.array(sorted(sender.systems), pa.string()))
             refused = spans.num_rows - pc.sum(allowed).as_py()

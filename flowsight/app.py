@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from flowsight.alerts.silences import SilenceStore
 from flowsight.alerts.state import AlertStateStore
 from flowsight.auth import AuthMiddleware, RateLimiter, TokenSet
 from flowsight.clock import Clock, system_clock
+from flowsight.collector import otlp_wire
 from flowsight.collector import schema as collector_schema
 from flowsight.collector.api import json_response
 from flowsight.collector.api import router as collector_router
@@ -287,6 +289,9 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.start()
+        # The OTLP wire scanner is compiled (or loaded from numba's cache) aside, so the first
+        # export request does not wait for it.
+        threading.Thread(target=otlp_wire.compile_scanner, name="flowsight-compile", daemon=True).start()
         # What start-up built (modules, routes, settings, the dedup filter) lives as long as the
         # process: keep it out of the collector's full passes, which otherwise walk it each time.
         gc.freeze()
