@@ -30,7 +30,7 @@ from flowsight.alerts.silences import SilenceStore
 from flowsight.alerts.state import AlertStateStore
 from flowsight.auth import AuthMiddleware, RateLimiter, TokenSet
 from flowsight.clock import Clock, system_clock
-from flowsight.collector import otlp_wire
+from flowsight.collector import ndjson_scan, otlp_wire
 from flowsight.collector import schema as collector_schema
 from flowsight.collector.api import json_response
 from flowsight.collector.api import router as collector_router
@@ -282,6 +282,11 @@ def build_dispatcher(settings: Settings, store: Store, schema: Schema, clock: Cl
     )
 
 
+def _compile_scanners() -> None:
+    ndjson_scan.compile_scanner()
+    otlp_wire.compile_scanner()
+
+
 def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The FastAPI app over built services; starting it applies migrations and starts the writer."""
     shutdown_tracing: list[Any] = []
@@ -289,9 +294,9 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.start()
-        # The OTLP wire scanner is compiled (or loaded from numba's cache) aside, so the first
-        # export request does not wait for it.
-        threading.Thread(target=otlp_wire.compile_scanner, name="flowsight-compile", daemon=True).start()
+        # The compiled scanners are built (or loaded from numba's cache) aside, so the first
+        # large request does not wait for them.
+        threading.Thread(target=_compile_scanners, name="flowsight-compile", daemon=True).start()
         # What start-up built (modules, routes, settings, the dedup filter) lives as long as the
         # process: keep it out of the collector's full passes, which otherwise walk it each time.
         gc.freeze()

@@ -133,6 +133,64 @@ def test_columnar_and_row_paths_agree_on_each_rule(case: dict[str, Any]) -> None
     assert assert_same_as_row_path(with_case(case)) is not None
 
 
+def raw(fields: str) -> bytes:
+    """A line written by hand, around the required fields of a valid event."""
+    return (
+        '{"event_id":"evt-raw","correlation_id":"SO-raw","workflow":"order_to_cash",'
+        '"stage":"order_created","system":"oms"' + fields + "}"
+    ).encode()
+
+
+RAW_CASES = {
+    "spaces and tabs around every token": b' { "event_id" :\t"evt-raw" , "correlation_id":"SO-raw",'
+    b'"workflow":"order_to_cash","stage":"order_created","system":"oms","occurred_at":"2026-11-26T09:00:00Z" } ',
+    "fields in another order": b'{"occurred_at":"2026-11-26T09:00:00Z","system":"oms","stage":"order_created",'
+    b'"workflow":"order_to_cash","correlation_id":"SO-raw","event_id":"evt-raw"}',
+    "a field given twice": raw(',"occurred_at":"2026-11-26T09:00:00Z","system":"wms"'),
+    "an attribute key given twice": raw(
+        ',"occurred_at":"2026-11-26T09:00:00Z","attributes":{"a":"1","a":"2"}'
+    ),
+    "an escaped quote": raw(',"occurred_at":"2026-11-26T09:00:00Z","channel":"w\\"eb"'),
+    "an escaped letter": raw(',"occurred_at":"2026-11-26T09:00:00Z","channel":"\\u0077eb"'),
+    "a raw tab inside a string": raw(',"occurred_at":"2026-11-26T09:00:00Z","channel":"w\teb"'),
+    "bytes that are not UTF-8": raw(',"occurred_at":"2026-11-26T09:00:00Z","channel":"w\xffeb"'),
+    "a byte-order mark": b"\xef\xbb\xbf" + raw(',"occurred_at":"2026-11-26T09:00:00Z"'),
+    "something after the object": raw(',"occurred_at":"2026-11-26T09:00:00Z"') + b" x",
+    "a trailing comma": raw(',"occurred_at":"2026-11-26T09:00:00Z",'),
+    "a number for a text field": raw(',"occurred_at":"2026-11-26T09:00:00Z","channel":7'),
+    "an empty attribute key": raw(',"occurred_at":"2026-11-26T09:00:00Z","attributes":{"":"v"}'),
+    "attributes that are not an object": raw(',"occurred_at":"2026-11-26T09:00:00Z","attributes":["a"]'),
+    "non-ASCII in every text": raw(
+        ',"occurred_at":"2026-11-26T09:00:00Z","channel":"caf\xc3\xa9",'
+        '"attributes":{"st\xc3\xa4dt":"k\xc3\xb6ln"}'
+    ),
+    "year 1899": raw(',"occurred_at":"1899-12-31T23:59:59Z"'),
+    "year 1900": raw(',"occurred_at":"1900-01-01T00:00:00Z"'),
+    "year 3000": raw(',"occurred_at":"3000-01-01T00:00:00Z"'),
+    "29 February of a leap year": raw(',"occurred_at":"2024-02-29T00:00:00Z"'),
+    "29 February of another year": raw(',"occurred_at":"2100-02-29T00:00:00Z"'),
+    "31 April": raw(',"occurred_at":"2026-04-31T00:00:00Z"'),
+    "an offset of 24 hours": raw(',"occurred_at":"2026-11-26T09:00:00+24:00"'),
+    "a negative offset with minutes": raw(',"occurred_at":"2026-11-26T09:00:00.9999-03:30"'),
+    "ten fraction digits": raw(',"occurred_at":"2026-11-26T09:00:00.1234567891Z"'),
+    "a fraction without digits": raw(',"occurred_at":"2026-11-26T09:00:00.Z"'),
+    "a time before 1970 with a fraction": raw(',"occurred_at":"1969-12-31T23:59:59.999Z"'),
+    "a mixed-case span id": raw(',"occurred_at":"2026-11-26T09:00:00Z","span_id":"00F067aa0BA902b7"'),
+    "a span id that is not hex": raw(',"occurred_at":"2026-11-26T09:00:00Z","span_id":"00f067aa0ba902bg"'),
+    "a system with a dot and a dash": raw(',"occurred_at":"2026-11-26T09:00:00Z"').replace(
+        b'"oms"', b'"erp.eu-1"'
+    ),
+    "a system of 65 characters": raw(',"occurred_at":"2026-11-26T09:00:00Z"').replace(
+        b'"oms"', b'"' + b"s" * 65 + b'"'
+    ),
+}
+
+
+@pytest.mark.parametrize("line", list(RAW_CASES.values()), ids=list(RAW_CASES))
+def test_columnar_and_row_paths_agree_on_lines_written_by_hand(line: bytes) -> None:
+    assert assert_same_as_row_path(with_case(line)) is not None
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -145,7 +203,21 @@ def test_columnar_and_row_paths_agree_on_each_rule(case: dict[str, Any]) -> None
         pytest.param(ndjson([*filler(5), b"[1, 2]"]), id="a line that is an array"),
     ],
 )
-def test_bodies_arrow_cannot_read_row_for_line_go_to_the_row_path(body: bytes) -> None:
+def test_a_line_the_scanner_cannot_read_is_checked_alone_by_the_row_path(body: bytes) -> None:
+    batch = assert_same_as_row_path(body)
+    assert batch is not None and batch.rows_checked_one_by_one == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"not json\n{]\n", id="no line is JSON"),
+        pytest.param(
+            ndjson([changed(event_id="caf\u00e9 \\ bar"), b'{"event_id": 42}']), id="escapes and numbers"
+        ),
+    ],
+)
+def test_a_body_the_scanner_can_read_no_line_of_goes_to_the_row_path_whole(body: bytes) -> None:
     assert validate_ndjson(body, DEFAULT_WORKFLOWS, "api", NOW_MS, 100_000) is None
 
 

@@ -39,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
 from flowsight.alerts.silences import SilenceSpec
 from flowsight.app import Services, build_services, create_app
 from flowsight.clock import FixedClock
-from flowsight.collector.columnar import read_ndjson
+from flowsight.collector.columnar import validate_ndjson
 from flowsight.collector.events import EVENT_SCHEMA, FIELDS
 from flowsight.collector.ingest import COLUMNAR_MIN_BYTES
 from flowsight.demo.api import router as demo_router
@@ -693,7 +693,7 @@ def test_large_ndjson_bodies_take_the_columnar_path_and_answer_as_the_row_path_d
     def fuzz(request: Request) -> None:
         nonlocal columnar
         plain = Request(request.items, ndjson=True, content_type="application/x-ndjson", gzip=False)
-        if read_ndjson(plain.body()) is not None:
+        if validate_ndjson(plain.body(), DEFAULT_WORKFLOWS, "api", 0, 100_000) is not None:
             columnar += 1
         answer = ledger.post(request)
         as_rows = Request(request.items, ndjson=False, content_type="application/json", gzip=False)
