@@ -209,7 +209,7 @@ class EventIngestor:
                 f"{exc.count} events in one request; the limit is {self.max_events}"
             ) from None
         if batch is not None:
-            batch.hashes = fingerprints(batch.table.column("event_id").to_pylist())
+            batch.hashes = fingerprints(batch.table.column("event_id"))
         return batch
 
     async def write(self, batch: EventBatch | ColumnarBatch, source: str) -> IngestResult:

@@ -19,7 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
 import xxhash
+
+from flowsight.collector.id_hash import hash_strings
 
 MAX_RUNS = 8
 
@@ -33,14 +36,12 @@ def hash_ids(ids: Sequence[str]) -> np.ndarray:
     return np.fromiter((digest(i.encode()) for i in ids), dtype=np.uint64, count=len(ids))
 
 
-def fingerprints(ids: Sequence[str]) -> Prints:
-    """``xxHash64`` and ``xxh3`` of each id (ClickHouse's functions of the same names)."""
-    encoded = [i.encode() for i in ids]
-    first, second = xxhash.xxh64_intdigest, xxhash.xxh3_64_intdigest
-    return (
-        np.fromiter((first(i) for i in encoded), dtype=np.uint64, count=len(encoded)),
-        np.fromiter((second(i) for i in encoded), dtype=np.uint64, count=len(encoded)),
-    )
+def fingerprints(ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> Prints:
+    """``xxHash64`` and ``xxh3`` of each id (ClickHouse's functions of the same names), computed
+    over the Arrow strings without the GIL (:mod:`.id_hash`)."""
+    if not isinstance(ids, pa.Array | pa.ChunkedArray):
+        ids = pa.array(ids, pa.string())
+    return hash_strings(ids)
 
 
 class SeenIds:

@@ -299,8 +299,8 @@ class EventWriter:
         spans = spans if spans is not None else EMPTY_SPANS
         rows = events.num_rows + spans.num_rows
         if hashes is None:
-            hashes = fingerprints(events.column("event_id").to_pylist())
-        span_hashes = fingerprints(span_keys(spans).to_pylist())
+            hashes = fingerprints(events.column("event_id"))
+        span_hashes = fingerprints(span_keys(spans))
         with self._cond:
             if self._pending_rows + rows > self.max_pending_rows and self._pending_rows:
                 raise Backpressure(f"{self._pending_rows} events are waiting to be written")
@@ -527,14 +527,14 @@ class EventWriter:
         started = time.perf_counter()
         event_ids = events.column("event_id")
         if hashes is None:
-            hashes = fingerprints(event_ids.to_pylist())
+            hashes = fingerprints(event_ids)
         keep = self._fresh(event_ids, hashes, self.seen, self._stored_events(events))
         spans = spans if spans is not None else EMPTY_SPANS
         if span_sizes is None:  # all spans belong to the first slice
             span_sizes = [spans.num_rows] + [0] * (len(sizes) - 1)
         keys = span_keys(spans)
         if span_hashes is None:
-            span_hashes = fingerprints(keys.to_pylist())
+            span_hashes = fingerprints(keys)
         keep_spans = self._fresh(keys, span_hashes, self.seen_spans, self.stored_spans)
         fresh = events if keep.all() else events.filter(pa.array(keep))
         fresh_spans = spans if keep_spans.all() else spans.filter(pa.array(keep_spans))

@@ -41,6 +41,7 @@ from flowsight.collector.metrics import CollectorHealth
 from flowsight.collector.order_figures import OrderFigures, SliCounts
 from flowsight.collector.otlp_api import router as otlp_router
 from flowsight.collector.otlp_ingest import OtlpIngestor
+from flowsight.collector.seen_ids import fingerprints
 from flowsight.collector.spool import Spool
 from flowsight.collector.system_figures import SystemFigures
 from flowsight.collector.timeline import TimelineReader
@@ -285,6 +286,7 @@ def build_dispatcher(settings: Settings, store: Store, schema: Schema, clock: Cl
 def _compile_scanners() -> None:
     ndjson_scan.compile_scanner()
     otlp_wire.compile_scanner()
+    fingerprints(["compiled"])
 
 
 def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
