@@ -16,8 +16,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-Int = Any
-"""An integer in compiled code: numba types it."""
+from flowsight.collector.compiled import Int, read_le
 
 _U = np.uint64
 P64_1, P64_2, P64_3 = _U(0x9E3779B185EBCA87), _U(0xC2B2AE3D27D4EB4F), _U(0x165667B19E3779F9)
@@ -42,22 +41,6 @@ SECRET = np.frombuffer(
 @njit(nogil=True, cache=True)
 def _rotl(x: Any, r: Int) -> Any:  # pragma: no cover
     return (x << _U(r)) | (x >> _U(64 - r))
-
-
-@njit(nogil=True, cache=True)
-def _read64(buf: np.ndarray, p: Int) -> Any:  # pragma: no cover
-    value = _U(0)
-    for i in range(8):
-        value |= _U(buf[p + i]) << _U(8 * i)
-    return value
-
-
-@njit(nogil=True, cache=True)
-def _read32(buf: np.ndarray, p: Int) -> Any:  # pragma: no cover
-    value = _U(0)
-    for i in range(4):
-        value |= _U(buf[p + i]) << _U(8 * i)
-    return value
 
 
 @njit(nogil=True, cache=True)
@@ -89,10 +72,10 @@ def xxh64(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     if size >= 32:
         v1, v2, v3, v4 = P64_1 + P64_2, P64_2, _U(0), _U(0) - P64_1
         while p + 32 <= end:
-            v1 = _round(v1, _read64(buf, p))
-            v2 = _round(v2, _read64(buf, p + 8))
-            v3 = _round(v3, _read64(buf, p + 16))
-            v4 = _round(v4, _read64(buf, p + 24))
+            v1 = _round(v1, read_le(buf, p, 8))
+            v2 = _round(v2, read_le(buf, p + 8, 8))
+            v3 = _round(v3, read_le(buf, p + 16, 8))
+            v4 = _round(v4, read_le(buf, p + 24, 8))
             p += 32
         h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
         h = _merge_round(h, v1)
@@ -103,11 +86,11 @@ def xxh64(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
         h = P64_5
     h += _U(size)
     while p + 8 <= end:
-        h ^= _round(_U(0), _read64(buf, p))
+        h ^= _round(_U(0), read_le(buf, p, 8))
         h = _rotl(h, 27) * P64_1 + P64_4
         p += 8
     if p + 4 <= end:
-        h ^= _read32(buf, p) * P64_1
+        h ^= read_le(buf, p, 4) * P64_1
         h = _rotl(h, 23) * P64_2 + P64_3
         p += 4
     while p < end:
@@ -137,7 +120,9 @@ def _avalanche3(h: Any) -> Any:  # pragma: no cover
 
 @njit(nogil=True, cache=True)
 def _mix16(buf: np.ndarray, p: Int, s: Int) -> Any:  # pragma: no cover
-    return _mul_fold(_read64(buf, p) ^ _read64(SECRET, s), _read64(buf, p + 8) ^ _read64(SECRET, s + 8))
+    return _mul_fold(
+        read_le(buf, p, 8) ^ read_le(SECRET, s, 8), read_le(buf, p + 8, 8) ^ read_le(SECRET, s + 8, 8)
+    )
 
 
 @njit(nogil=True, cache=True)
@@ -151,8 +136,8 @@ def _swap64(x: Any) -> Any:  # pragma: no cover
 @njit(nogil=True, cache=True)
 def _accumulate(acc: np.ndarray, buf: np.ndarray, p: Int, s: Int) -> None:  # pragma: no cover
     for i in range(8):
-        value = _read64(buf, p + 8 * i)
-        key = value ^ _read64(SECRET, s + 8 * i)
+        value = read_le(buf, p + 8 * i, 8)
+        key = value ^ read_le(SECRET, s + 8 * i, 8)
         acc[i ^ 1] += value
         acc[i] += (key & LOW32) * (key >> _U(32))
 
@@ -171,7 +156,7 @@ def _long(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
         for i in range(8):  # scramble
             a = acc[i]
             a ^= a >> _U(47)
-            a ^= _read64(SECRET, SECRET.size - 64 + 8 * i)
+            a ^= read_le(SECRET, SECRET.size - 64 + 8 * i, 8)
             acc[i] = a * P32_1
     stripes = ((size - 1) - block * blocks) // 64
     for s in range(stripes):
@@ -180,7 +165,7 @@ def _long(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     result = _U(size) * P64_1
     for i in range(4):
         result += _mul_fold(
-            acc[2 * i] ^ _read64(SECRET, 11 + 16 * i), acc[2 * i + 1] ^ _read64(SECRET, 11 + 16 * i + 8)
+            acc[2 * i] ^ read_le(SECRET, 11 + 16 * i, 8), acc[2 * i + 1] ^ read_le(SECRET, 11 + 16 * i + 8, 8)
         )
     return _avalanche3(result)
 
@@ -190,22 +175,22 @@ def xxh3(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     """XXH3-64 with seed 0 and the default secret of ``buf[start:start+size]``."""
     p, n = start, size
     if n == 0:
-        return _avalanche64(_read64(SECRET, 56) ^ _read64(SECRET, 64))
+        return _avalanche64(read_le(SECRET, 56, 8) ^ read_le(SECRET, 64, 8))
     if n <= 3:
         c1, c2, c3 = _U(buf[p]), _U(buf[p + (n >> 1)]), _U(buf[p + n - 1])
         combined = (c1 << _U(16)) | (c2 << _U(24)) | c3 | (_U(n) << _U(8))
-        return _avalanche64(combined ^ (_read32(SECRET, 0) ^ _read32(SECRET, 4)))
+        return _avalanche64(combined ^ (read_le(SECRET, 0, 4) ^ read_le(SECRET, 4, 4)))
     if n <= 8:
-        bitflip = _read64(SECRET, 8) ^ _read64(SECRET, 16)
-        keyed = (_read32(buf, p + n - 4) + (_read32(buf, p) << _U(32))) ^ bitflip
+        bitflip = read_le(SECRET, 8, 8) ^ read_le(SECRET, 16, 8)
+        keyed = (read_le(buf, p + n - 4, 4) + (read_le(buf, p, 4) << _U(32))) ^ bitflip
         keyed ^= _rotl(keyed, 49) ^ _rotl(keyed, 24)
         keyed *= MX2
         keyed ^= (keyed >> _U(35)) + _U(n)
         keyed *= MX2
         return keyed ^ (keyed >> _U(28))
     if n <= 16:
-        low = _read64(buf, p) ^ (_read64(SECRET, 24) ^ _read64(SECRET, 32))
-        high = _read64(buf, p + n - 8) ^ (_read64(SECRET, 40) ^ _read64(SECRET, 48))
+        low = read_le(buf, p, 8) ^ (read_le(SECRET, 24, 8) ^ read_le(SECRET, 32, 8))
+        high = read_le(buf, p + n - 8, 8) ^ (read_le(SECRET, 40, 8) ^ read_le(SECRET, 48, 8))
         return _avalanche3(_U(n) + _swap64(low) + high + _mul_fold(low, high))
     if n <= 128:
         acc = _U(n) * P64_1

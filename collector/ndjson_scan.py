@@ -14,28 +14,16 @@ sender's token allows, are checked afterwards on whole columns (:mod:`.columnar`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from numba import njit
 
-Int = Any
-"""An integer in compiled code: numba types it (NumPy's and Python's integers mix there)."""
+from flowsight.collector.compiled import Int, utf8_valid
+from flowsight.collector.events import EVENT_SCHEMA
 
-FIELD_NAMES = (
-    "event_id",
-    "correlation_id",
-    "workflow",
-    "stage",
-    "system",
-    "occurred_at",
-    "status",
-    "channel",
-    "trace_id",
-    "span_id",
-    "attributes",
-)
+FIELD_NAMES = tuple(EVENT_SCHEMA.names[:11])
+"""The contract's fields, in the order of the events table."""
 (EVENT_ID, CORRELATION_ID, WORKFLOW, STAGE, SYSTEM, OCCURRED_AT, STATUS, CHANNEL, TRACE_ID, SPAN_ID,
  ATTRIBUTES) = range(11)  # fmt: skip
 TEXT_FIELDS = 10
@@ -55,6 +43,14 @@ def _space(byte: Int) -> bool:  # pragma: no cover
 
 
 @njit(nogil=True, cache=True)
+def _after_space(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
+    """The position of the first byte from ``pos`` that is not JSON white space."""
+    while pos < end and _space(buf[pos]):
+        pos += 1
+    return pos
+
+
+@njit(nogil=True, cache=True)
 def _chars(buf: np.ndarray, start: Int, size: Int) -> Int:  # pragma: no cover
     """Characters (code points) of valid UTF-8 bytes."""
     n = 0
@@ -62,41 +58,6 @@ def _chars(buf: np.ndarray, start: Int, size: Int) -> Int:  # pragma: no cover
         if buf[i] & 0xC0 != 0x80:
             n += 1
     return n
-
-
-@njit(nogil=True, cache=True)
-def _utf8(buf: np.ndarray, pos: Int, end: Int) -> bool:  # pragma: no cover
-    """Whether ``buf[pos:end]`` is valid UTF-8."""
-    while pos < end:
-        byte = buf[pos]
-        if byte < 0x80:
-            pos += 1
-            continue
-        if 0xC2 <= byte <= 0xDF:
-            size, low, high = 1, 0x80, 0xBF
-        elif byte == 0xE0:
-            size, low, high = 2, 0xA0, 0xBF
-        elif 0xE1 <= byte <= 0xEC or 0xEE <= byte <= 0xEF:
-            size, low, high = 2, 0x80, 0xBF
-        elif byte == 0xED:
-            size, low, high = 2, 0x80, 0x9F
-        elif byte == 0xF0:
-            size, low, high = 3, 0x90, 0xBF
-        elif 0xF1 <= byte <= 0xF3:
-            size, low, high = 3, 0x80, 0xBF
-        elif byte == 0xF4:
-            size, low, high = 3, 0x80, 0x8F
-        else:
-            return False
-        if pos + size >= end:
-            return False
-        if buf[pos + 1] < low or buf[pos + 1] > high:
-            return False
-        for i in range(2, size + 1):
-            if buf[pos + i] < 0x80 or buf[pos + i] > 0xBF:
-                return False
-        pos += size + 1
-    return True
 
 
 @njit(nogil=True, cache=True)
@@ -111,6 +72,35 @@ def _string(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
             return -1
         pos += 1
     return -1
+
+
+@njit(nogil=True, cache=True)
+def _quoted(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
+    """The closing quote of a plain JSON string opening at ``pos``; -1 for none (see ``_string``)."""
+    if pos >= end or buf[pos] != 0x22:
+        return -1
+    return _string(buf, pos + 1, end)
+
+
+@njit(nogil=True, cache=True)
+def _colon(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
+    """The start of a value after a key: past white space, a colon and white space; -1 for no colon."""
+    pos = _after_space(buf, pos, end)
+    if pos >= end or buf[pos] != 0x3A:
+        return -1
+    return _after_space(buf, pos + 1, end)
+
+
+@njit(nogil=True, cache=True)
+def _after_value(buf: np.ndarray, pos: Int, end: Int) -> tuple[Int, Int]:  # pragma: no cover
+    """After a value: (1, the next key's start) past a comma, (0, past the brace) at the end of the
+    object, (-1, pos) for anything else."""
+    pos = _after_space(buf, pos, end)
+    if pos < end and buf[pos] == 0x2C:
+        return 1, _after_space(buf, pos + 1, end)
+    if pos < end and buf[pos] == 0x7D:
+        return 0, pos + 1
+    return -1, pos
 
 
 @njit(nogil=True, cache=True)
@@ -261,111 +251,70 @@ def _line(
     first_attr = n_attrs
     for f in range(present.size):
         present[f] = False
-    while pos < end and _space(buf[pos]):
-        pos += 1
+    pos = _after_space(buf, pos, end)
     if pos >= end or buf[pos] != 0x7B:  # {
         return False, first_attr, 0
-    pos += 1
-    while pos < end and _space(buf[pos]):
-        pos += 1
+    pos = _after_space(buf, pos + 1, end)
     if pos < end and buf[pos] == 0x7D:  # an empty object lacks the required fields
         return False, first_attr, 0
     while True:
-        if pos >= end or buf[pos] != 0x22:
-            return False, first_attr, 0
-        close = _string(buf, pos + 1, end)
+        close = _quoted(buf, pos, end)
         if close < 0:
             return False, first_attr, 0
         f = _field(buf, pos + 1, close - pos - 1)
         if f < 0 or present[f]:  # unknown or repeated: the row path names it
             return False, first_attr, 0
         present[f] = True
-        pos = close + 1
-        while pos < end and _space(buf[pos]):
-            pos += 1
-        if pos >= end or buf[pos] != 0x3A:  # :
+        pos = _colon(buf, close + 1, end)
+        if pos < 0:
             return False, first_attr, 0
-        pos += 1
-        while pos < end and _space(buf[pos]):
-            pos += 1
         if f == ATTRIBUTES:
             if pos >= end or buf[pos] != 0x7B:
                 return False, first_attr, 0
-            pos += 1
-            while pos < end and _space(buf[pos]):
-                pos += 1
+            pos = _after_space(buf, pos + 1, end)
+            more = 1
             if pos < end and buf[pos] == 0x7D:
-                pos += 1
-            else:
-                while True:
-                    if pos >= end or buf[pos] != 0x22:
+                more, pos = 0, pos + 1
+            while more == 1:
+                key_end = _quoted(buf, pos, end)
+                if key_end < 0:
+                    return False, first_attr, 0
+                key, key_size = pos + 1, key_end - pos - 1
+                pos = _colon(buf, key_end + 1, end)
+                value_end = _quoted(buf, pos, end) if pos >= 0 else -1
+                if value_end < 0:
+                    return False, first_attr, 0
+                value, value_size = pos + 1, value_end - pos - 1
+                if n_attrs - first_attr >= limits[MAX_ATTRIBUTES]:
+                    return False, first_attr, 0
+                key_chars = _chars(buf, key, key_size)
+                if key_chars == 0 or key_chars > limits[MAX_KEY]:
+                    return False, first_attr, 0
+                if _chars(buf, value, value_size) > limits[MAX_VALUE]:
+                    return False, first_attr, 0
+                for other in range(first_attr, n_attrs):  # a key given twice: the row path
+                    if attrs[1, other] == key_size and _is(
+                        buf, key, key_size, buf[attrs[0, other] : attrs[0, other] + key_size]
+                    ):
                         return False, first_attr, 0
-                    key_end = _string(buf, pos + 1, end)
-                    if key_end < 0:
-                        return False, first_attr, 0
-                    key, key_size = pos + 1, key_end - pos - 1
-                    pos = key_end + 1
-                    while pos < end and _space(buf[pos]):
-                        pos += 1
-                    if pos >= end or buf[pos] != 0x3A:
-                        return False, first_attr, 0
-                    pos += 1
-                    while pos < end and _space(buf[pos]):
-                        pos += 1
-                    if pos >= end or buf[pos] != 0x22:
-                        return False, first_attr, 0
-                    value_end = _string(buf, pos + 1, end)
-                    if value_end < 0:
-                        return False, first_attr, 0
-                    value, value_size = pos + 1, value_end - pos - 1
-                    pos = value_end + 1
-                    if n_attrs - first_attr >= limits[MAX_ATTRIBUTES]:
-                        return False, first_attr, 0
-                    key_chars = _chars(buf, key, key_size)
-                    if key_chars == 0 or key_chars > limits[MAX_KEY]:
-                        return False, first_attr, 0
-                    if _chars(buf, value, value_size) > limits[MAX_VALUE]:
-                        return False, first_attr, 0
-                    for other in range(first_attr, n_attrs):  # a key given twice: the row path
-                        if attrs[1, other] == key_size and _is(
-                            buf, key, key_size, buf[attrs[0, other] : attrs[0, other] + key_size]
-                        ):
-                            return False, first_attr, 0
-                    attrs[0, n_attrs], attrs[1, n_attrs] = key, key_size
-                    attrs[2, n_attrs], attrs[3, n_attrs] = value, value_size
-                    n_attrs += 1
-                    while pos < end and _space(buf[pos]):
-                        pos += 1
-                    if pos < end and buf[pos] == 0x2C:  # ,
-                        pos += 1
-                        while pos < end and _space(buf[pos]):
-                            pos += 1
-                        continue
-                    if pos < end and buf[pos] == 0x7D:
-                        pos += 1
-                        break
+                attrs[0, n_attrs], attrs[1, n_attrs] = key, key_size
+                attrs[2, n_attrs], attrs[3, n_attrs] = value, value_size
+                n_attrs += 1
+                more, pos = _after_value(buf, value_end + 1, end)
+                if more < 0:
                     return False, first_attr, 0
         else:
-            if pos >= end or buf[pos] != 0x22:  # not a string (null, a number, ...): the row path
-                return False, first_attr, 0
-            close = _string(buf, pos + 1, end)
+            close = _quoted(buf, pos, end)  # not a string (null, a number, ...): the row path
             if close < 0:
                 return False, first_attr, 0
             texts[2 * f, row], texts[2 * f + 1, row] = pos + 1, close - pos - 1
             pos = close + 1
-        while pos < end and _space(buf[pos]):
-            pos += 1
-        if pos < end and buf[pos] == 0x2C:
-            pos += 1
-            while pos < end and _space(buf[pos]):
-                pos += 1
-            continue
-        if pos < end and buf[pos] == 0x7D:
-            pos += 1
+        more, pos = _after_value(buf, pos, end)
+        if more < 0:
+            return False, first_attr, 0
+        if more == 0:
             break
-        return False, first_attr, 0
-    while pos < end and _space(buf[pos]):
-        pos += 1
+    pos = _after_space(buf, pos, end)
     if pos != end:  # something after the object
         return False, first_attr, 0
 
@@ -436,7 +385,7 @@ def _scan(
             for f in range(TEXT_FIELDS):
                 texts[2 * f, row], texts[2 * f + 1, row] = defaults[0], 0
             texts[2 * STATUS, row], texts[2 * STATUS + 1, row] = defaults[1], 2
-            ok = _utf8(buf, pos, stop)
+            ok = utf8_valid(buf, pos, stop)
             millis = 0
             if ok:
                 ok, n_attrs, millis = _line(buf, pos, stop, row, texts, present, attrs, n_attrs, limits)

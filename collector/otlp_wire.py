@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from flowsight.collector.compiled import Int, read_le, utf8_valid
 from flowsight.collector.otlp import _KINDS, _LAST_NANO, _STATUS, SPAN_SCHEMA
 
 # Rows of the span record (one column per span).
@@ -49,8 +49,6 @@ N_SPANS, N_SPAN_ATTRS, N_RES, N_RES_ATTRS, N_SCOPES, N_EVENTS, N_EVENT_ATTRS = r
 COUNTS = 7
 
 _DECLINE = -1
-Int = Any
-"""An integer in compiled code: numba types it (NumPy's and Python's integers mix there)."""
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 N_KINDS, N_CODES = len(_KINDS), len(_STATUS)
 _LAST = np.uint64(_LAST_NANO)
@@ -72,11 +70,11 @@ def _varint(buf: np.ndarray, pos: Int, end: Int) -> tuple[np.uint64, Int]:  # pr
 
 
 @njit(nogil=True, cache=True)
-def _fixed64(buf: np.ndarray, pos: Int) -> np.uint64:  # pragma: no cover
-    value = np.uint64(0)
-    for i in range(8):
-        value |= np.uint64(buf[pos + i]) << np.uint64(8 * i)
-    return value
+def _tag(buf: np.ndarray, pos: Int, end: Int) -> tuple[Int, Int, Int]:  # pragma: no cover
+    """A field's tag at ``pos``: (field number, wire type, the position after it); the position
+    is ``_DECLINE`` when malformed."""
+    tag, pos = _varint(buf, pos, end)
+    return np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7)), pos
 
 
 @njit(nogil=True, cache=True)
@@ -98,42 +96,6 @@ def _skip(buf: np.ndarray, pos: Int, end: Int, wire: Int) -> Int:  # pragma: no 
 
 
 @njit(nogil=True, cache=True)
-def _utf8(buf: np.ndarray, pos: Int, end: Int) -> bool:  # pragma: no cover
-    """Whether ``buf[pos:end]`` is valid UTF-8 (what protobuf requires of a string field)."""
-    while pos < end:
-        byte = buf[pos]
-        if byte < 0x80:
-            pos += 1
-            continue
-        if 0xC2 <= byte <= 0xDF:
-            size, low, high = 1, 0x80, 0xBF
-        elif byte == 0xE0:
-            size, low, high = 2, 0xA0, 0xBF
-        elif 0xE1 <= byte <= 0xEC or 0xEE <= byte <= 0xEF:
-            size, low, high = 2, 0x80, 0xBF
-        elif byte == 0xED:
-            size, low, high = 2, 0x80, 0x9F
-        elif byte == 0xF0:
-            size, low, high = 3, 0x90, 0xBF
-        elif 0xF1 <= byte <= 0xF3:
-            size, low, high = 3, 0x80, 0xBF
-        elif byte == 0xF4:
-            size, low, high = 3, 0x80, 0x8F
-        else:
-            return False
-        if pos + size >= end:
-            return False
-        second = buf[pos + 1]
-        if second < low or second > high:
-            return False
-        for i in range(2, size + 1):
-            if buf[pos + i] < 0x80 or buf[pos + i] > 0xBF:
-                return False
-        pos += size + 1
-    return True
-
-
-@njit(nogil=True, cache=True)
 def _bytes(buf: np.ndarray, pos: Int, end: Int, wire: Int, text: bool) -> tuple[Int, Int]:  # pragma: no cover
     """A length-delimited field's payload: (start, length), or ``(_DECLINE, 0)``."""
     if wire != 2:
@@ -142,7 +104,7 @@ def _bytes(buf: np.ndarray, pos: Int, end: Int, wire: Int, text: bool) -> tuple[
     if pos < 0 or size > np.uint64(end - pos):
         return _DECLINE, 0
     length = np.int64(size)
-    if text and not _utf8(buf, pos, pos + length):
+    if text and not utf8_valid(buf, pos, pos + length):
         return _DECLINE, 0
     return pos, length
 
@@ -156,10 +118,9 @@ def _key_value(
     kind, value, value_len, number = NO_VALUE, 0, 0, np.int64(0)
     seen_value = False
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
+        field, wire, pos = _tag(buf, pos, end)
         if pos < 0:
             return False
-        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
         if field == 1:
             key, key_len = _bytes(buf, pos, end, wire, True)
             if key < 0:
@@ -172,10 +133,9 @@ def _key_value(
             seen_value = True
             pos, stop = start, start + size
             while pos < stop:
-                tag, pos = _varint(buf, pos, stop)
+                f, w, pos = _tag(buf, pos, stop)
                 if pos < 0:
                     return False
-                f, w = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
                 if f == 1:
                     value, value_len = _bytes(buf, pos, stop, w, True)
                     if value < 0:
@@ -195,7 +155,7 @@ def _key_value(
                 elif f == 4:
                     if w != 1 or pos + 8 > stop:
                         return False
-                    kind, number = DOUBLE, np.int64(_fixed64(buf, pos))
+                    kind, number = DOUBLE, np.int64(read_le(buf, pos, 8))
                     pos += 8
                 elif 5 <= f <= 7 or f == 0:  # arrays, maps, bytes: the protobuf library's path
                     return False
@@ -271,10 +231,9 @@ def _scan(
     n_spans = n_span_attrs = n_res = n_res_attrs = n_scopes = n_events = n_event_attrs = 0
     pos = 0
     while pos < end:  # ExportTraceServiceRequest
-        tag, pos = _varint(buf, pos, end)
+        field, wire, pos = _tag(buf, pos, end)
         if pos < 0:
             return False
-        field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
         if field != 1:
             if field == 0:
                 return False
@@ -292,10 +251,9 @@ def _scan(
             res[RES_ATTRS, resource] = n_res_attrs
         seen_resource = False
         while pos < rs_end:  # ResourceSpans
-            tag, pos = _varint(buf, pos, rs_end)
+            field, wire, pos = _tag(buf, pos, rs_end)
             if pos < 0:
                 return False
-            field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
             if field == 1:  # Resource
                 r, r_len = _bytes(buf, pos, rs_end, wire, False)
                 if r < 0 or seen_resource:
@@ -305,10 +263,9 @@ def _scan(
                     res[RES_ATTRS, resource] = n_res_attrs
                 pos, r_end = r, r + r_len
                 while pos < r_end:
-                    tag, pos = _varint(buf, pos, r_end)
+                    f, w, pos = _tag(buf, pos, r_end)
                     if pos < 0:
                         return False
-                    f, w = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
                     if f == 1:
                         kv, kv_len = _bytes(buf, pos, r_end, w, False)
                         if kv < 0 or not _key_value(buf, kv, kv + kv_len, res_attrs, n_res_attrs, fill):
@@ -333,10 +290,9 @@ def _scan(
                     scopes[SCOPE_VERSION, scope] = scopes[SCOPE_VERSION_LEN, scope] = 0
                 seen_scope = False
                 while pos < ss_end:
-                    tag, pos = _varint(buf, pos, ss_end)
+                    field, wire, pos = _tag(buf, pos, ss_end)
                     if pos < 0:
                         return False
-                    field, wire = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
                     if field == 1:  # InstrumentationScope
                         sc, sc_len = _bytes(buf, pos, ss_end, wire, False)
                         if sc < 0 or seen_scope:
@@ -344,10 +300,9 @@ def _scan(
                         seen_scope = True
                         pos, sc_end = sc, sc + sc_len
                         while pos < sc_end:
-                            tag, pos = _varint(buf, pos, sc_end)
+                            f, w, pos = _tag(buf, pos, sc_end)
                             if pos < 0:
                                 return False
-                            f, w = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
                             if f == 1 or f == 2:
                                 text, size = _bytes(buf, pos, sc_end, w, True)
                                 if text < 0:
@@ -378,10 +333,9 @@ def _scan(
                         first_attr, first_event = n_span_attrs, n_events
                         seen_status = False
                         while pos < sp_end:
-                            tag, pos = _varint(buf, pos, sp_end)
+                            f, w, pos = _tag(buf, pos, sp_end)
                             if pos < 0:
                                 return False
-                            f, w = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
                             if f == 1 or f == 2 or f == 4:
                                 at, size = _bytes(buf, pos, sp_end, w, False)
                                 if at < 0:
@@ -413,9 +367,9 @@ def _scan(
                                 if w != 1 or pos + 8 > sp_end:
                                     return False
                                 if f == 7:
-                                    start = _fixed64(buf, pos)
+                                    start = read_le(buf, pos, 8)
                                 else:
-                                    finish = _fixed64(buf, pos)
+                                    finish = read_le(buf, pos, 8)
                                 pos += 8
                             elif f == 9:
                                 kv, kv_len = _bytes(buf, pos, sp_end, w, False)
@@ -436,14 +390,13 @@ def _scan(
                                 event_name, event_name_len = 0, 0
                                 pos, ev_end = ev, ev + ev_len
                                 while pos < ev_end:
-                                    tag, pos = _varint(buf, pos, ev_end)
+                                    g, gw, pos = _tag(buf, pos, ev_end)
                                     if pos < 0:
                                         return False
-                                    g, gw = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
                                     if g == 1:
                                         if gw != 1 or pos + 8 > ev_end:
                                             return False
-                                        event_time = _fixed64(buf, pos)
+                                        event_time = read_le(buf, pos, 8)
                                         pos += 8
                                     elif g == 2:
                                         event_name, event_name_len = _bytes(buf, pos, ev_end, gw, True)
@@ -489,10 +442,9 @@ def _scan(
                                 seen_status = True
                                 pos, st_end = st, st + st_len
                                 while pos < st_end:
-                                    tag, pos = _varint(buf, pos, st_end)
+                                    g, gw, pos = _tag(buf, pos, st_end)
                                     if pos < 0:
                                         return False
-                                    g, gw = np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7))
                                     if g == 2:
                                         message, message_len = _bytes(buf, pos, st_end, gw, True)
                                         if message < 0:
