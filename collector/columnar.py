@@ -91,6 +91,7 @@ def validate_ndjson(
         max_attribute_key_chars=limits.max_attribute_key_chars,
         max_attribute_value_chars=limits.max_attribute_value_chars,
         latest_ms=None if limits.max_future_ms is None else ingested_at_ms + limits.max_future_ms,
+        max_lines=max_events,
     )
     n = scanned.lines
     if n > max_events:

@@ -364,8 +364,10 @@ def _scan(
     attr_offsets: np.ndarray,
     defaults: np.ndarray,
 ) -> Int:  # pragma: no cover
-    """Read every non-blank line; returns how many. ``defaults``: where the default texts of
-    status (``ok``) and of absent optional fields (empty) are in ``buf``."""
+    """Read every non-blank line; returns how many. Past the rows the arrays hold (the most a
+    request may have), lines are only counted. ``defaults``: where the default texts of status
+    (``ok``) and of absent optional fields (empty) are in ``buf``."""
+    held = occurred.size
     present = np.zeros(len(FIELD_NAMES), dtype=np.bool_)
     row = 0
     n_attrs = 0
@@ -381,7 +383,9 @@ def _scan(
             if not (byte == 0x20 or 0x09 <= byte <= 0x0D):
                 blank = False
                 break
-        if not blank:
+        if not blank and row >= held:  # too many for one request: count them, read none
+            row += 1
+        elif not blank:
             for f in range(TEXT_FIELDS):
                 texts[2 * f, row], texts[2 * f + 1, row] = defaults[0], 0
             texts[2 * STATUS, row], texts[2 * STATUS + 1, row] = defaults[1], 2
@@ -448,11 +452,13 @@ def scan(
     max_attribute_key_chars: int,
     max_attribute_value_chars: int,
     latest_ms: int | None,
+    max_lines: int,
 ) -> Scanned:
-    """Scan an NDJSON body (see the module's documentation)."""
+    """Scan an NDJSON body (see the module's documentation). A body of more than ``max_lines``
+    events is only counted: ``lines`` says how many, and no column is read."""
     buf = np.frombuffer(body + b"ok", dtype=np.uint8)
     end = len(body)
-    capacity = body.count(b"\n") + 1
+    capacity = min(body.count(b"\n") + 1, max_lines)
     limits = np.array(
         [
             max_id_chars,
@@ -467,10 +473,12 @@ def scan(
     texts = np.empty((2 * TEXT_FIELDS, capacity), dtype=np.int64)
     occurred = np.empty(capacity, dtype=np.int64)
     sure = np.empty(capacity, dtype=np.bool_)
-    attrs = np.empty((4, body.count(b":") + 1), dtype=np.int64)
+    attrs = np.empty((4, min(body.count(b":") + 1, capacity * max_attributes)), dtype=np.int64)
     attr_offsets = np.empty(capacity + 1, dtype=np.int64)
     defaults = np.array([end, end], dtype=np.int64)
     lines = _scan(buf, end, limits, texts, occurred, sure, attrs, attr_offsets, defaults)
+    if lines > capacity:
+        return Scanned(lines, np.zeros(0, dtype=np.bool_), {})
     sure = sure[:lines]
     rows = np.flatnonzero(sure)
     columns: dict[str, pa.Array] = {
@@ -502,4 +510,5 @@ def compile_scanner() -> None:
         max_attribute_key_chars=1,
         max_attribute_value_chars=1,
         latest_ms=None,
+        max_lines=1,
     )

@@ -236,9 +236,14 @@ def test_rows_checked_one_by_one_keep_their_place_in_the_request() -> None:
     assert batch.rows_checked_one_by_one == 2
 
 
-def test_more_events_than_allowed_is_refused() -> None:
-    with pytest.raises(TooMany):
+def test_more_events_than_allowed_is_refused_with_their_exact_count() -> None:
+    with pytest.raises(TooMany) as refused:
         validate_ndjson(ndjson(filler(11)), DEFAULT_WORKFLOWS, "api", NOW_MS, 10)
+    assert refused.value.count == 11
+    lines = b"\n\n".join([b"{}", b"not json", *map(orjson.dumps, filler(2))] * 1000)
+    with pytest.raises(TooMany) as refused:  # counted, not read: no row is held for them
+        validate_ndjson(lines, DEFAULT_WORKFLOWS, "api", NOW_MS, 10)
+    assert refused.value.count == 4000
 
 
 texts = st.one_of(
