@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import xxhash
+from numba import njit
 
 from flowsight.collector.id_hash import hash_strings
 
@@ -70,19 +71,17 @@ class SeenIds:
         return [(self._base, self._base_checks), *self._runs]
 
     def _lookup(self, hashes: np.ndarray, checks: np.ndarray | None) -> np.ndarray:
-        # Searching in ascending order lets each binary search start where the last ended,
-        # so the probes stay in cache: about twice as fast on a million stored ids.
+        # The ids are searched in ascending order, each search galloping on from where the last
+        # ended (compiled, without the GIL): a batch's ids are a sparse sample of the stored
+        # ones, so the probes stay near each other instead of each binary search crossing the
+        # whole array (with 49M stored ids: ~130 ms a 30k-id commit with NumPy's searchsorted).
         order = np.argsort(hashes)
         ordered = hashes[order]
+        ordered_checks = checks[order] if checks is not None else ordered
         found = np.zeros(hashes.size, dtype=bool)
         for array, array_checks in self._arrays():
             if array.size:
-                pos = np.searchsorted(array, ordered)
-                pos[pos == array.size] = 0
-                hit = array[pos] == ordered
-                if checks is not None:
-                    hit &= array_checks[pos] == checks[order]
-                found |= hit
+                _probe(array, array_checks, ordered, ordered_checks, checks is not None, found)
         out = np.empty_like(found)
         out[order] = found
         return out
@@ -111,6 +110,39 @@ class SeenIds:
                 self._runs = [merged]
 
 
+@njit(nogil=True, cache=True)
+def _probe(
+    array: np.ndarray,
+    array_checks: np.ndarray,
+    needles: np.ndarray,
+    needle_checks: np.ndarray,
+    with_checks: bool,
+    found: np.ndarray,
+) -> None:  # pragma: no cover
+    """Mark in ``found`` the ascending ``needles`` that ``array`` (ascending) holds: at the first
+    position holding the needle, the check must match too when ``with_checks``."""
+    n = array.size
+    lo = 0
+    for i in range(needles.size):
+        x = needles[i]
+        if lo >= n:
+            return
+        if array[lo] < x:  # gallop to a bound, then halve: the first position holding >= x
+            step = 1
+            while lo + step < n and array[lo + step] < x:
+                step *= 2
+            left, right = lo + step // 2 + 1, min(lo + step, n)
+            while left < right:
+                mid = (left + right) // 2
+                if array[mid] < x:
+                    left = mid + 1
+                else:
+                    right = mid
+            lo = left
+        if lo < n and array[lo] == x and (not with_checks or array_checks[lo] == needle_checks[i]):
+            found[i] = True
+
+
 def _sorted(hashes: np.ndarray, checks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hashes, checks = hashes.astype(np.uint64, copy=False), checks.astype(np.uint64, copy=False)
     order = np.argsort(hashes, kind="stable")
@@ -120,3 +152,10 @@ def _sorted(hashes: np.ndarray, checks: np.ndarray) -> tuple[np.ndarray, np.ndar
 def _merge(arrays: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Merge sorted runs into one (timsort finds the runs: linear time)."""
     return _sorted(np.concatenate([a for a, _ in arrays]), np.concatenate([c for _, c in arrays]))
+
+
+def compile_lookup() -> None:
+    """Compile the lookup now (or load it from numba's cache), not in the writer's first commit."""
+    seen = SeenIds()
+    seen.load(np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.uint64))
+    seen.confirmed(np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.uint64))

@@ -30,7 +30,7 @@ from flowsight.alerts.silences import SilenceStore
 from flowsight.alerts.state import AlertStateStore
 from flowsight.auth import AuthMiddleware, RateLimiter, TokenSet
 from flowsight.clock import Clock, system_clock
-from flowsight.collector import ndjson_scan, otlp_wire
+from flowsight.collector import ndjson_scan, otlp_wire, seen_ids
 from flowsight.collector import schema as collector_schema
 from flowsight.collector.api import json_response
 from flowsight.collector.api import router as collector_router
@@ -287,6 +287,7 @@ def _compile_scanners() -> None:
     ndjson_scan.compile_scanner()
     otlp_wire.compile_scanner()
     fingerprints(["compiled"])
+    seen_ids.compile_lookup()
 
 
 def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
