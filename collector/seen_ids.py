@@ -4,7 +4,8 @@ Looking each batch's ids up in ClickHouse reads more of the table the more it ho
 random, so every granule qualifies). Instead the writer keeps ``xxHash64(event_id)`` of every
 stored event in memory as sorted NumPy arrays, with ``xxh3(event_id)`` beside each (16 bytes an
 event: 160 MB at 10M events), loaded from the ``events`` table at start with the same hashes
-ClickHouse computes. A batch is checked with a binary search per id. An id whose two hashes are
+ClickHouse computes. A batch is checked in ascending order, each id searched for from where the
+last was found (compiled, galloping then halving). An id whose two hashes are
 both stored is a resend (two independent 64-bit hashes agreeing by chance: about one in 2^128);
 an id whose first hash is stored but not its second is a real collision of the first, and only
 those rare ids are verified against ClickHouse, so no distinct event is dropped for a collision
