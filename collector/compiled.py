@@ -1,17 +1,58 @@
-"""What the compiled scanners share (numba, without the GIL): integer typing and UTF-8."""
+"""What the compiled scanners share (numba, without the GIL): the decorator, integer typing and
+UTF-8.
+
+Compiled code is cached on disk (~0.5 s to load against ~8 s to compile). numba writes the cache
+next to the sources; where it cannot (an image with a read-only root file system, run as
+another user), it goes to the temporary directory, and where nothing is writable, compiled
+functions are simply not cached.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
+import numba
 import numpy as np
 from numba import njit
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+SOURCES = Path(__file__).resolve().parent
+
+
+def cache_location(sources: Path = SOURCES) -> str | None:
+    """Where numba caches compiled code: ``None`` for beside ``sources`` (or a directory given by
+    ``NUMBA_CACHE_DIR``), else a directory under the temporary one, or ``""`` for no cache."""
+    if getattr(numba.config, "CACHE_DIR", "") or os.access(sources, os.W_OK):
+        return None
+    fallback = Path(tempfile.gettempdir()) / "flowsight-numba"
+    try:
+        fallback.mkdir(exist_ok=True)
+    except OSError:
+        return ""
+    return str(fallback) if os.access(fallback, os.W_OK) else ""
+
+
+_LOCATION = cache_location()
+if _LOCATION:
+    numba.config.CACHE_DIR = _LOCATION  # type: ignore[attr-defined]
+
+
+def compiled(function: F) -> F:
+    """Compile ``function`` without the GIL, cached on disk where a cache can be written."""
+    return njit(nogil=True, cache=_LOCATION != "")(function)  # type: ignore[return-value]
+
 
 Int = Any
 """An integer in compiled code: numba types it (NumPy's and Python's integers mix there)."""
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def utf8_valid(buf: np.ndarray, pos: Int, end: Int) -> bool:  # pragma: no cover
     """Whether ``buf[pos:end]`` is valid UTF-8 (no overlong forms, surrogates or code points past
     U+10FFFF), as protobuf requires of a string field and JSON of a document."""
@@ -47,7 +88,7 @@ def utf8_valid(buf: np.ndarray, pos: Int, end: Int) -> bool:  # pragma: no cover
     return True
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def read_le(buf: np.ndarray, pos: Int, size: Int) -> np.uint64:  # pragma: no cover
     """The unsigned little-endian integer of ``size`` (at most 8) bytes at ``pos``."""
     value = np.uint64(0)

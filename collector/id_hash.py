@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
-from flowsight.collector.compiled import Int, read_le
+from flowsight.collector.compiled import Int, compiled, read_le
 
 _U = np.uint64
 P64_1, P64_2, P64_3 = _U(0x9E3779B185EBCA87), _U(0xC2B2AE3D27D4EB4F), _U(0x165667B19E3779F9)
@@ -38,24 +37,24 @@ SECRET = np.frombuffer(
 """XXH3's default secret (192 bytes)."""
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _rotl(x: Any, r: Int) -> Any:  # pragma: no cover
     return (x << _U(r)) | (x >> _U(64 - r))
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _round(acc: Any, lane: Any) -> Any:  # pragma: no cover
     acc = acc + lane * P64_2
     return _rotl(acc, 31) * P64_1
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _merge_round(acc: Any, value: Any) -> Any:  # pragma: no cover
     acc ^= _round(_U(0), value)
     return acc * P64_1 + P64_4
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _avalanche64(h: Any) -> Any:  # pragma: no cover
     h ^= h >> _U(33)
     h *= P64_2
@@ -65,7 +64,7 @@ def _avalanche64(h: Any) -> Any:  # pragma: no cover
     return h
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def xxh64(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     """XXH64 with seed 0 of ``buf[start:start+size]``."""
     p, end = start, start + size
@@ -100,7 +99,7 @@ def xxh64(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     return _avalanche64(h)
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _mul_fold(a: Any, b: Any) -> Any:  # pragma: no cover
     """The 128-bit product of ``a`` and ``b``, its halves xor-ed."""
     a_lo, a_hi, b_lo, b_hi = a & LOW32, a >> _U(32), b & LOW32, b >> _U(32)
@@ -111,21 +110,21 @@ def _mul_fold(a: Any, b: Any) -> Any:  # pragma: no cover
     return lower ^ upper
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _avalanche3(h: Any) -> Any:  # pragma: no cover
     h ^= h >> _U(37)
     h *= MX1
     return h ^ (h >> _U(32))
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _mix16(buf: np.ndarray, p: Int, s: Int) -> Any:  # pragma: no cover
     return _mul_fold(
         read_le(buf, p, 8) ^ read_le(SECRET, s, 8), read_le(buf, p + 8, 8) ^ read_le(SECRET, s + 8, 8)
     )
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _swap64(x: Any) -> Any:  # pragma: no cover
     out = _U(0)
     for i in range(8):
@@ -133,7 +132,7 @@ def _swap64(x: Any) -> Any:  # pragma: no cover
     return out
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _accumulate(acc: np.ndarray, buf: np.ndarray, p: Int, s: Int) -> None:  # pragma: no cover
     for i in range(8):
         value = read_le(buf, p + 8 * i, 8)
@@ -142,7 +141,7 @@ def _accumulate(acc: np.ndarray, buf: np.ndarray, p: Int, s: Int) -> None:  # pr
         acc[i] += (key & LOW32) * (key >> _U(32))
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _long(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     acc = np.empty(8, dtype=np.uint64)
     acc[0], acc[1], acc[2], acc[3] = P32_3, P64_1, P64_2, P64_3
@@ -170,7 +169,7 @@ def _long(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     return _avalanche3(result)
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def xxh3(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     """XXH3-64 with seed 0 and the default secret of ``buf[start:start+size]``."""
     p, n = start, size
@@ -218,7 +217,7 @@ def xxh3(buf: np.ndarray, start: Int, size: Int) -> Any:  # pragma: no cover
     return _long(buf, p, n)
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _hash_all(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     n = offsets.size - 1
     first = np.empty(n, dtype=np.uint64)

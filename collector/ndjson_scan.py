@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
-from flowsight.collector.compiled import Int, utf8_valid
+from flowsight.collector.compiled import Int, compiled, utf8_valid
 from flowsight.collector.events import EVENT_SCHEMA
 
 FIELD_NAMES = tuple(EVENT_SCHEMA.names[:11])
@@ -37,12 +36,12 @@ _FAILED_TEXT = np.frombuffer(b"failed", dtype=np.uint8)
 NO_LATEST = np.iinfo(np.int64).max
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _space(byte: Int) -> bool:  # pragma: no cover
     return byte == 0x20 or byte == 0x09 or byte == 0x0D
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _after_space(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
     """The position of the first byte from ``pos`` that is not JSON white space."""
     while pos < end and _space(buf[pos]):
@@ -50,7 +49,7 @@ def _after_space(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cove
     return pos
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _chars(buf: np.ndarray, start: Int, size: Int) -> Int:  # pragma: no cover
     """Characters (code points) of valid UTF-8 bytes."""
     n = 0
@@ -60,7 +59,7 @@ def _chars(buf: np.ndarray, start: Int, size: Int) -> Int:  # pragma: no cover
     return n
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _string(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
     """The position of the closing quote of a plain JSON string whose text starts at ``pos``;
     -1 for an escape, a control character or no closing quote."""
@@ -74,7 +73,7 @@ def _string(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
     return -1
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _quoted(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
     """The closing quote of a plain JSON string opening at ``pos``; -1 for none (see ``_string``)."""
     if pos >= end or buf[pos] != 0x22:
@@ -82,7 +81,7 @@ def _quoted(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
     return _string(buf, pos + 1, end)
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _colon(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
     """The start of a value after a key: past white space, a colon and white space; -1 for no colon."""
     pos = _after_space(buf, pos, end)
@@ -91,7 +90,7 @@ def _colon(buf: np.ndarray, pos: Int, end: Int) -> Int:  # pragma: no cover
     return _after_space(buf, pos + 1, end)
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _after_value(buf: np.ndarray, pos: Int, end: Int) -> tuple[Int, Int]:  # pragma: no cover
     """After a value: (1, the next key's start) past a comma, (0, past the brace) at the end of the
     object, (-1, pos) for anything else."""
@@ -103,7 +102,7 @@ def _after_value(buf: np.ndarray, pos: Int, end: Int) -> tuple[Int, Int]:  # pra
     return -1, pos
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _field(buf: np.ndarray, start: Int, size: Int) -> Int:  # pragma: no cover
     """The index of the contract field named by ``buf[start:start+size]``; -1 for none."""
     for f in range(_NAME_OFFSETS.size - 1):
@@ -119,7 +118,7 @@ def _field(buf: np.ndarray, start: Int, size: Int) -> Int:  # pragma: no cover
     return -1
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _digits(buf: np.ndarray, pos: Int, n: Int) -> Int:  # pragma: no cover
     """The number written by ``n`` ASCII digits at ``pos``; -1 when one is not a digit."""
     value = 0
@@ -131,7 +130,7 @@ def _digits(buf: np.ndarray, pos: Int, n: Int) -> Int:  # pragma: no cover
     return value
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _days_from_civil(y: Int, m: Int, d: Int) -> Int:  # pragma: no cover
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
     y = y - 1 if m <= 2 else y
@@ -142,7 +141,7 @@ def _days_from_civil(y: Int, m: Int, d: Int) -> Int:  # pragma: no cover
     return era * 146097 + doe - 719468
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _timestamp_ms(buf: np.ndarray, pos: Int, size: Int) -> tuple[bool, Int]:  # pragma: no cover
     """Milliseconds since the epoch of ``YYYY-MM-DD[T ]hh:mm:ss[.f{1,9}](Z|±hh[:]mm)``, years
     1900-2999, floored to the millisecond as the row path does; (False, 0) for anything else
@@ -210,7 +209,7 @@ def _timestamp_ms(buf: np.ndarray, pos: Int, size: Int) -> tuple[bool, Int]:  # 
     return True, seconds * 1000 + millis
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _hex_id(buf: np.ndarray, start: Int, size: Int, length: Int) -> bool:  # pragma: no cover
     """Absent, empty, or ``length`` hex digits of either case."""
     if size == 0:
@@ -224,7 +223,7 @@ def _hex_id(buf: np.ndarray, start: Int, size: Int, length: Int) -> bool:  # pra
     return True
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _is(buf: np.ndarray, start: Int, size: Int, text: np.ndarray) -> bool:  # pragma: no cover
     if size != text.size:
         return False
@@ -234,7 +233,7 @@ def _is(buf: np.ndarray, start: Int, size: Int, text: np.ndarray) -> bool:  # pr
     return True
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _line(
     buf: np.ndarray,
     pos: Int,
@@ -352,7 +351,7 @@ def _line(
     return True, n_attrs, millis
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _scan(
     buf: np.ndarray,
     end: Int,
@@ -401,7 +400,7 @@ def _scan(
     return row
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _gather(
     buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, rows: np.ndarray, lower: bool
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover

@@ -23,9 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
-from flowsight.collector.compiled import Int, read_le, utf8_valid
+from flowsight.collector.compiled import Int, compiled, read_le, utf8_valid
 from flowsight.collector.otlp import _KINDS, _LAST_NANO, _STATUS, SPAN_SCHEMA
 
 # Rows of the span record (one column per span).
@@ -54,7 +53,7 @@ N_KINDS, N_CODES = len(_KINDS), len(_STATUS)
 _LAST = np.uint64(_LAST_NANO)
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _varint(buf: np.ndarray, pos: Int, end: Int) -> tuple[np.uint64, Int]:  # pragma: no cover
     """A varint at ``pos``: its value and the position after it (``_DECLINE`` when malformed)."""
     result = np.uint64(0)
@@ -69,7 +68,7 @@ def _varint(buf: np.ndarray, pos: Int, end: Int) -> tuple[np.uint64, Int]:  # pr
     return result, _DECLINE
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _tag(buf: np.ndarray, pos: Int, end: Int) -> tuple[Int, Int, Int]:  # pragma: no cover
     """A field's tag at ``pos``: (field number, wire type, the position after it); the position
     is ``_DECLINE`` when malformed."""
@@ -77,7 +76,7 @@ def _tag(buf: np.ndarray, pos: Int, end: Int) -> tuple[Int, Int, Int]:  # pragma
     return np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7)), pos
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _skip(buf: np.ndarray, pos: Int, end: Int, wire: Int) -> Int:  # pragma: no cover
     """The position after a field's payload of wire type ``wire`` (``_DECLINE``: groups, bad
     wire types, a payload past the end)."""
@@ -95,7 +94,7 @@ def _skip(buf: np.ndarray, pos: Int, end: Int, wire: Int) -> Int:  # pragma: no 
     return _DECLINE
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _bytes(buf: np.ndarray, pos: Int, end: Int, wire: Int, text: bool) -> tuple[Int, Int]:  # pragma: no cover
     """A length-delimited field's payload: (start, length), or ``(_DECLINE, 0)``."""
     if wire != 2:
@@ -109,7 +108,7 @@ def _bytes(buf: np.ndarray, pos: Int, end: Int, wire: Int, text: bool) -> tuple[
     return pos, length
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _key_value(
     buf: np.ndarray, pos: Int, end: Int, out: np.ndarray, row: Int, fill: bool
 ) -> bool:  # pragma: no cover
@@ -176,7 +175,7 @@ def _key_value(
     return True
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _same(buf: np.ndarray, a: Int, b: Int, size: Int) -> bool:  # pragma: no cover
     for i in range(size):
         if buf[a + i] != buf[b + i]:
@@ -184,7 +183,7 @@ def _same(buf: np.ndarray, a: Int, b: Int, size: Int) -> bool:  # pragma: no cov
     return True
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _find(
     buf: np.ndarray, attrs: np.ndarray, first: Int, stop: Int, keys: np.ndarray, key_offsets: np.ndarray
 ) -> tuple[Int, Int]:  # pragma: no cover
@@ -210,7 +209,7 @@ def _find(
     return 0, 0
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _scan(
     buf: np.ndarray,
     keys: np.ndarray,
@@ -553,7 +552,7 @@ def _scan(
     return True
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _zero(buf: np.ndarray, pos: Int, size: Int) -> bool:  # pragma: no cover
     for i in range(size):
         if buf[pos + i] != 0:
@@ -564,7 +563,7 @@ def _zero(buf: np.ndarray, pos: Int, size: Int) -> bool:  # pragma: no cover
 _SERVICE_NAME = np.frombuffer(b"service.name", dtype=np.uint8)
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _last_service(
     buf: np.ndarray, attrs: np.ndarray, first: Int, stop: Int
 ) -> tuple[Int, Int]:  # pragma: no cover
@@ -587,7 +586,7 @@ def _last_service(
     return 0, 0
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _gather(
     buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, hex_: bool
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import xxhash
-from numba import njit
 
+from flowsight.collector.compiled import compiled
 from flowsight.collector.id_hash import hash_strings
 
 MAX_RUNS = 8
@@ -111,7 +111,7 @@ class SeenIds:
                 self._runs = [merged]
 
 
-@njit(nogil=True, cache=True)
+@compiled
 def _probe(
     array: np.ndarray,
     array_checks: np.ndarray,

@@ -4,6 +4,8 @@ at start) and the reference implementation, at every length class of both algori
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -69,3 +71,21 @@ def test_slices_and_chunks_of_arrow_arrays_hash_as_their_strings(values: list[st
     tail = reference(values[min(cut, len(values)) :])
     got = hash_strings(sliced)
     assert got[0].tolist() == tail[0].tolist() and got[1].tolist() == tail[1].tolist()
+
+
+def test_compiled_code_is_cached_beside_the_sources_or_in_the_temporary_directory_or_not_at_all(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    import numba
+
+    from flowsight.collector import compiled
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "", raising=False)
+    monkeypatch.setattr(compiled.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert compiled.cache_location(tmp_path) is None  # writable sources: numba's own __pycache__
+    read_only = tmp_path / "site-packages"
+    monkeypatch.setattr(compiled.os, "access", lambda path, mode: Path(path) != read_only)
+    assert compiled.cache_location(read_only) == str(tmp_path / "flowsight-numba")
+    assert (tmp_path / "flowsight-numba").is_dir()
+    monkeypatch.setattr(compiled.os, "access", lambda path, mode: False)
+    assert compiled.cache_location(read_only) == ""  # nothing writable: compiled, not cached
