@@ -164,7 +164,7 @@ FIGURES = [
         _get("ingest", "ratio"),
         0.4,
         why_missed="the direct insert has both cores to itself, and it is the figure that varies most "
-        "(406k-531k rows/s in one day's runs, for 0.34-0.49); the service shares the cores with HTTP, "
+        "(372k-531k rows/s in one day's runs, for 0.34-0.51); the service shares the cores with HTTP, "
         "validation and dedup, and its one writer thread, busy ~90% of the time, makes ~30k-row "
         "inserts that take 2-3 times longer than alone while the merges and the validation pool run",
         measured=ratio_cpu,
