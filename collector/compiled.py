@@ -7,6 +7,7 @@ another user), it goes to the temporary directory, and where nothing is writable
 functions are simply not cached.
 """
 
+# ruff: noqa: SIM110  (compiled loops: numba does not compile all() over a generator)
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 import numba
 import numpy as np
+import pyarrow as pa
 from numba import njit
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +52,9 @@ def compiled(function: F) -> F:
 
 Int = Any
 """An integer in compiled code: numba types it (NumPy's and Python's integers mix there)."""
+AS_IS, LOWER, HEX = range(3)
+"""How :func:`gather` writes the bytes."""
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 @compiled
@@ -86,6 +91,55 @@ def utf8_valid(buf: np.ndarray, pos: Int, end: Int) -> bool:  # pragma: no cover
                 return False
         pos += size + 1
     return True
+
+
+@compiled
+def same_bytes(a: np.ndarray, a_at: Int, b: np.ndarray, b_at: Int, size: Int) -> bool:  # pragma: no cover
+    """Whether ``a[a_at:a_at+size]`` and ``b[b_at:b_at+size]`` hold the same bytes."""
+    for i in range(size):
+        if a[a_at + i] != b[b_at + i]:
+            return False
+    return True
+
+
+@compiled
+def gather(
+    buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, rows: np.ndarray, how: Int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """Arrow string buffers (offsets, data) of the byte ranges of ``rows``: as they are
+    (``AS_IS``), with ASCII capitals lowered (``LOWER``), or as lowercase hex (``HEX``)."""
+    n = rows.size
+    width = 2 if how == HEX else 1
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[0] = 0
+    total = 0
+    for i in range(n):
+        total += sizes[rows[i]] * width
+        offsets[i + 1] = total
+    data = np.empty(total, dtype=np.uint8)
+    out = 0
+    for i in range(n):
+        start = starts[rows[i]]
+        for j in range(sizes[rows[i]]):
+            byte = buf[start + j]
+            if how == HEX:
+                data[out] = _HEX[byte >> 4]
+                data[out + 1] = _HEX[byte & 15]
+            elif how == LOWER and 65 <= byte <= 90:
+                data[out] = byte + 32
+            else:
+                data[out] = byte
+            out += width
+    return offsets, data
+
+
+def strings(
+    buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, rows: np.ndarray | None = None, how: int = 0
+) -> pa.Array:
+    """The byte ranges (of ``rows``, else all) of ``buf`` as an Arrow string array (see ``gather``)."""
+    rows = np.arange(starts.size) if rows is None else rows
+    offsets, data = gather(buf, np.ascontiguousarray(starts), np.ascontiguousarray(sizes), rows, how)
+    return pa.StringArray.from_buffers(rows.size, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 @compiled

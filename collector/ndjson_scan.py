@@ -10,7 +10,6 @@ which applies every rule and names the problem. The workflow and stage pair, and
 sender's token allows, are checked afterwards on whole columns (:mod:`.columnar`).
 """
 
-# ruff: noqa: SIM110  (compiled loops: numba does not compile all() over a generator)
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from flowsight.collector.compiled import Int, compiled, utf8_valid
+from flowsight.collector.compiled import AS_IS, LOWER, Int, compiled, same_bytes, strings, utf8_valid
 from flowsight.collector.events import EVENT_SCHEMA
 
 FIELD_NAMES = tuple(EVENT_SCHEMA.names[:11])
@@ -107,14 +106,8 @@ def _field(buf: np.ndarray, start: Int, size: Int) -> Int:  # pragma: no cover
     """The index of the contract field named by ``buf[start:start+size]``; -1 for none."""
     for f in range(_NAME_OFFSETS.size - 1):
         name, length = _NAME_OFFSETS[f], _NAME_OFFSETS[f + 1] - _NAME_OFFSETS[f]
-        if length == size:
-            same = True
-            for i in range(size):
-                if buf[start + i] != _NAMES[name + i]:
-                    same = False
-                    break
-            if same:
-                return f
+        if length == size and same_bytes(buf, start, _NAMES, name, size):
+            return f
     return -1
 
 
@@ -225,12 +218,7 @@ def _hex_id(buf: np.ndarray, start: Int, size: Int, length: Int) -> bool:  # pra
 
 @compiled
 def _is(buf: np.ndarray, start: Int, size: Int, text: np.ndarray) -> bool:  # pragma: no cover
-    if size != text.size:
-        return False
-    for i in range(size):
-        if buf[start + i] != text[i]:
-            return False
-    return True
+    return size == text.size and same_bytes(buf, start, text, 0, size)
 
 
 @compiled
@@ -292,9 +280,7 @@ def _line(
                 if _chars(buf, value, value_size) > limits[MAX_VALUE]:
                     return False, first_attr, 0
                 for other in range(first_attr, n_attrs):  # a key given twice: the row path
-                    if attrs[1, other] == key_size and _is(
-                        buf, key, key_size, buf[attrs[0, other] : attrs[0, other] + key_size]
-                    ):
+                    if attrs[1, other] == key_size and same_bytes(buf, key, buf, attrs[0, other], key_size):
                         return False, first_attr, 0
                 attrs[0, n_attrs], attrs[1, n_attrs] = key, key_size
                 attrs[2, n_attrs], attrs[3, n_attrs] = value, value_size
@@ -400,38 +386,6 @@ def _scan(
     return row
 
 
-@compiled
-def _gather(
-    buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, rows: np.ndarray, lower: bool
-) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-    """Arrow string buffers (offsets, data) of the ranges of ``rows``, lower-cased if asked."""
-    n = rows.size
-    offsets = np.empty(n + 1, dtype=np.int32)
-    offsets[0] = 0
-    total = 0
-    for i in range(n):
-        total += sizes[rows[i]]
-        offsets[i + 1] = total
-    data = np.empty(total, dtype=np.uint8)
-    out = 0
-    for i in range(n):
-        start = starts[rows[i]]
-        for j in range(sizes[rows[i]]):
-            byte = buf[start + j]
-            if lower and 65 <= byte <= 90:
-                byte += 32
-            data[out] = byte
-            out += 1
-    return offsets, data
-
-
-def _strings(
-    buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, rows: np.ndarray, lower: bool = False
-) -> pa.Array:
-    offsets, data = _gather(buf, starts, sizes, rows, lower)
-    return pa.StringArray.from_buffers(rows.size, pa.py_buffer(offsets), pa.py_buffer(data))
-
-
 @dataclass
 class Scanned:
     """The lines of a body: which the scanner is sure of, and those as Arrow columns."""
@@ -481,7 +435,7 @@ def scan(
     sure = sure[:lines]
     rows = np.flatnonzero(sure)
     columns: dict[str, pa.Array] = {
-        name: _strings(buf, texts[2 * f], texts[2 * f + 1], rows, lower=f in (TRACE_ID, SPAN_ID))
+        name: strings(buf, texts[2 * f], texts[2 * f + 1], rows, LOWER if f in (TRACE_ID, SPAN_ID) else AS_IS)
         for f, name in enumerate(FIELD_NAMES[:TEXT_FIELDS])
         if name != "occurred_at"
     }
@@ -493,8 +447,8 @@ def scan(
     held = np.repeat(first - offsets[:-1], counts) + np.arange(int(offsets[-1]))
     columns["attributes"] = pa.MapArray.from_arrays(
         pa.array(offsets),
-        _strings(buf, attrs[0], attrs[1], held),
-        _strings(buf, attrs[2], attrs[3], held),
+        strings(buf, attrs[0], attrs[1], held),
+        strings(buf, attrs[2], attrs[3], held),
     )
     return Scanned(lines, sure, columns)
 

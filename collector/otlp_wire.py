@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from flowsight.collector.compiled import Int, compiled, read_le, utf8_valid
+from flowsight.collector.compiled import HEX, Int, compiled, read_le, same_bytes, strings, utf8_valid
 from flowsight.collector.otlp import _KINDS, _LAST_NANO, _STATUS, SPAN_SCHEMA
 
 # Rows of the span record (one column per span).
@@ -48,7 +48,6 @@ N_SPANS, N_SPAN_ATTRS, N_RES, N_RES_ATTRS, N_SCOPES, N_EVENTS, N_EVENT_ATTRS = r
 COUNTS = 7
 
 _DECLINE = -1
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 N_KINDS, N_CODES = len(_KINDS), len(_STATUS)
 _LAST = np.uint64(_LAST_NANO)
 
@@ -71,9 +70,10 @@ def _varint(buf: np.ndarray, pos: Int, end: Int) -> tuple[np.uint64, Int]:  # pr
 @compiled
 def _tag(buf: np.ndarray, pos: Int, end: Int) -> tuple[Int, Int, Int]:  # pragma: no cover
     """A field's tag at ``pos``: (field number, wire type, the position after it); the position
-    is ``_DECLINE`` when malformed."""
+    is ``_DECLINE`` when malformed (field number 0 included, which protobuf refuses)."""
     tag, pos = _varint(buf, pos, end)
-    return np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7)), pos
+    field = np.int64(tag >> np.uint64(3))
+    return field, np.int64(tag & np.uint64(7)), pos if field != 0 else _DECLINE
 
 
 @compiled
@@ -106,6 +106,25 @@ def _bytes(buf: np.ndarray, pos: Int, end: Int, wire: Int, text: bool) -> tuple[
     if text and not utf8_valid(buf, pos, pos + length):
         return _DECLINE, 0
     return pos, length
+
+
+@compiled
+def _skip_text(buf: np.ndarray, pos: Int, end: Int, wire: Int) -> Int:  # pragma: no cover
+    """The position after a string field not kept, once its UTF-8 is checked (``_DECLINE``: bad)."""
+    at, size = _bytes(buf, pos, end, wire, True)
+    return at + size if at >= 0 else _DECLINE
+
+
+@compiled
+def _attribute(
+    buf: np.ndarray, pos: Int, end: Int, wire: Int, out: np.ndarray, row: Int, fill: bool
+) -> Int:  # pragma: no cover
+    """Read a ``KeyValue`` field at ``pos`` into column ``row`` of ``out``: the position after it,
+    or ``_DECLINE``."""
+    kv, size = _bytes(buf, pos, end, wire, False)
+    if kv < 0 or not _key_value(buf, kv, kv + size, out, row, fill):
+        return _DECLINE
+    return kv + size
 
 
 @compiled
@@ -156,14 +175,12 @@ def _key_value(
                         return False
                     kind, number = DOUBLE, np.int64(read_le(buf, pos, 8))
                     pos += 8
-                elif 5 <= f <= 7 or f == 0:  # arrays, maps, bytes: the protobuf library's path
+                elif 5 <= f <= 7:  # arrays, maps, bytes: the protobuf library's path
                     return False
                 else:
                     pos = _skip(buf, pos, stop, w)
                     if pos < 0:
                         return False
-        elif field == 0:
-            return False
         else:
             pos = _skip(buf, pos, end, wire)
             if pos < 0:
@@ -172,14 +189,6 @@ def _key_value(
         out[KEY, row], out[KEY_LEN, row] = key, key_len
         out[VALUE_KIND, row], out[VALUE, row], out[VALUE_LEN, row] = kind, value, value_len
         out[NUMBER, row] = number
-    return True
-
-
-@compiled
-def _same(buf: np.ndarray, a: Int, b: Int, size: Int) -> bool:  # pragma: no cover
-    for i in range(size):
-        if buf[a + i] != buf[b + i]:
-            return False
     return True
 
 
@@ -193,19 +202,13 @@ def _find(
     for k in range(key_offsets.size - 1):
         key, size = key_offsets[k], key_offsets[k + 1] - key_offsets[k]
         for row in range(stop - 1, first - 1, -1):
-            if attrs[KEY_LEN, row] == size:
-                found = True
-                for i in range(size):
-                    if buf[attrs[KEY, row] + i] != keys[key + i]:
-                        found = False
-                        break
-                if found:
-                    kind = attrs[VALUE_KIND, row]
-                    if kind == STRING and attrs[VALUE_LEN, row] > 0:
-                        return attrs[VALUE, row], attrs[VALUE_LEN, row]
-                    if kind != STRING and kind != NO_VALUE:
-                        return _DECLINE, 0
-                    break  # the last occurrence is empty: try the next key
+            if attrs[KEY_LEN, row] == size and same_bytes(buf, attrs[KEY, row], keys, key, size):
+                kind = attrs[VALUE_KIND, row]
+                if kind == STRING and attrs[VALUE_LEN, row] > 0:
+                    return attrs[VALUE, row], attrs[VALUE_LEN, row]
+                if kind != STRING and kind != NO_VALUE:
+                    return _DECLINE, 0
+                break  # the last occurrence is empty: try the next key
     return 0, 0
 
 
@@ -234,8 +237,6 @@ def _scan(
         if pos < 0:
             return False
         if field != 1:
-            if field == 0:
-                return False
             pos = _skip(buf, pos, end, wire)
             if pos < 0:
                 return False
@@ -266,12 +267,11 @@ def _scan(
                     if pos < 0:
                         return False
                     if f == 1:
-                        kv, kv_len = _bytes(buf, pos, r_end, w, False)
-                        if kv < 0 or not _key_value(buf, kv, kv + kv_len, res_attrs, n_res_attrs, fill):
+                        pos = _attribute(buf, pos, r_end, w, res_attrs, n_res_attrs, fill)
+                        if pos < 0:
                             return False
                         n_res_attrs += 1
-                        pos = kv + kv_len
-                    elif f == 3 or f == 0:  # entity references: the protobuf library's path
+                    elif f == 3:  # entity references: the protobuf library's path
                         return False
                     else:
                         pos = _skip(buf, pos, r_end, w)
@@ -310,7 +310,7 @@ def _scan(
                                     row = SCOPE_NAME if f == 1 else SCOPE_VERSION
                                     scopes[row, scope], scopes[row + 1, scope] = text, size
                                 pos = text + size
-                            elif f == 3 or f == 0:  # scope attributes: the protobuf library's path
+                            elif f == 3:  # scope attributes: the protobuf library's path
                                 return False
                             else:
                                 pos = _skip(buf, pos, sc_end, w)
@@ -371,13 +371,10 @@ def _scan(
                                     finish = read_le(buf, pos, 8)
                                 pos += 8
                             elif f == 9:
-                                kv, kv_len = _bytes(buf, pos, sp_end, w, False)
-                                if kv < 0 or not _key_value(
-                                    buf, kv, kv + kv_len, span_attrs, n_span_attrs, fill
-                                ):
+                                pos = _attribute(buf, pos, sp_end, w, span_attrs, n_span_attrs, fill)
+                                if pos < 0:
                                     return False
                                 n_span_attrs += 1
-                                pos = kv + kv_len
                             elif f == 11:  # Event
                                 ev, ev_len = _bytes(buf, pos, sp_end, w, False)
                                 if ev < 0:
@@ -403,15 +400,12 @@ def _scan(
                                             return False
                                         pos = event_name + event_name_len
                                     elif g == 3:
-                                        kv, kv_len = _bytes(buf, pos, ev_end, gw, False)
-                                        if kv < 0 or not _key_value(
-                                            buf, kv, kv + kv_len, event_attrs, n_event_attrs, fill
-                                        ):
+                                        pos = _attribute(
+                                            buf, pos, ev_end, gw, event_attrs, n_event_attrs, fill
+                                        )
+                                        if pos < 0:
                                             return False
                                         n_event_attrs += 1
-                                        pos = kv + kv_len
-                                    elif g == 0:
-                                        return False
                                     else:
                                         pos = _skip(buf, pos, ev_end, gw)
                                         if pos < 0:
@@ -424,15 +418,15 @@ def _scan(
                                     for a in range(event_first, n_event_attrs):
                                         for b in range(a + 1, n_event_attrs):
                                             size = event_attrs[KEY_LEN, a]
-                                            if size == event_attrs[KEY_LEN, b] and _same(
-                                                buf, event_attrs[KEY, a], event_attrs[KEY, b], size
+                                            if size == event_attrs[KEY_LEN, b] and same_bytes(
+                                                buf, event_attrs[KEY, a], buf, event_attrs[KEY, b], size
                                             ):
                                                 return False
                                     events[EVENT_TIME, event] = np.int64(event_time)
                                     events[EVENT_NAME, event] = event_name
                                     events[EVENT_NAME_LEN, event] = event_name_len
                                     events[EVENT_ATTRS, event] = event_first
-                            elif f == 13 or f == 0:  # links: the protobuf library's path
+                            elif f == 13:  # links: the protobuf library's path
                                 return False
                             elif f == 15:  # Status
                                 st, st_len = _bytes(buf, pos, sp_end, w, False)
@@ -456,25 +450,13 @@ def _scan(
                                         if pos < 0:
                                             return False
                                         code = np.int64(np.int32(raw & np.uint64(0xFFFFFFFF)))
-                                    elif g == 0:
-                                        return False
                                     else:
                                         pos = _skip(buf, pos, st_end, gw)
                                         if pos < 0:
                                             return False
-                            elif f == 10 or f == 12 or f == 14:
-                                if w != 0:
+                            else:  # dropped counts (varints) and flags (fixed32) are not kept
+                                if ((f == 10 or f == 12 or f == 14) and w != 0) or (f == 16 and w != 5):
                                     return False
-                                pos = _skip(buf, pos, sp_end, w)
-                                if pos < 0:
-                                    return False
-                            elif f == 16:
-                                if w != 5:
-                                    return False
-                                pos = _skip(buf, pos, sp_end, w)
-                                if pos < 0:
-                                    return False
-                            else:
                                 pos = _skip(buf, pos, sp_end, w)
                                 if pos < 0:
                                     return False
@@ -507,24 +489,18 @@ def _scan(
                             if at < 0:
                                 return False
                             spans[CORRELATION, span], spans[CORRELATION_LEN, span] = at, size
-                    elif field == 0:
-                        return False
-                    elif field == 3:
-                        at, size = _bytes(buf, pos, ss_end, wire, True)
-                        if at < 0:
+                    elif field == 3:  # schema_url
+                        pos = _skip_text(buf, pos, ss_end, wire)
+                        if pos < 0:
                             return False
-                        pos = at + size
                     else:
                         pos = _skip(buf, pos, ss_end, wire)
                         if pos < 0:
                             return False
-            elif field == 0:
-                return False
             elif field == 3:  # schema_url
-                at, size = _bytes(buf, pos, rs_end, wire, True)
-                if at < 0:
+                pos = _skip_text(buf, pos, rs_end, wire)
+                if pos < 0:
                     return False
-                pos = at + size
             else:
                 pos = _skip(buf, pos, rs_end, wire)
                 if pos < 0:
@@ -532,7 +508,7 @@ def _scan(
         if fill:
             first = res[RES_ATTRS, resource]
             stop = first if not seen_resource else n_res_attrs
-            service, service_len = _last_service(buf, res_attrs, first, stop)
+            service, service_len = _find(buf, res_attrs, first, stop, _SERVICE_NAME, _ONE_KEY)
             if service < 0:
                 return False
             at, size = _find(buf, res_attrs, first, stop, keys, key_offsets)
@@ -561,63 +537,7 @@ def _zero(buf: np.ndarray, pos: Int, size: Int) -> bool:  # pragma: no cover
 
 
 _SERVICE_NAME = np.frombuffer(b"service.name", dtype=np.uint8)
-
-
-@compiled
-def _last_service(
-    buf: np.ndarray, attrs: np.ndarray, first: Int, stop: Int
-) -> tuple[Int, Int]:  # pragma: no cover
-    """The last ``service.name`` value of a resource; ``(_DECLINE, 0)`` when it is not text."""
-    size = _SERVICE_NAME.size
-    for row in range(stop - 1, first - 1, -1):
-        if attrs[KEY_LEN, row] == size:
-            found = True
-            for i in range(size):
-                if buf[attrs[KEY, row] + i] != _SERVICE_NAME[i]:
-                    found = False
-                    break
-            if found:
-                kind = attrs[VALUE_KIND, row]
-                if kind == STRING:
-                    return attrs[VALUE, row], attrs[VALUE_LEN, row]
-                if kind == NO_VALUE:
-                    return 0, 0
-                return _DECLINE, 0
-    return 0, 0
-
-
-@compiled
-def _gather(
-    buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, hex_: bool
-) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-    """Arrow string buffers (offsets, data) of the byte ranges, as they are or as lowercase hex."""
-    n = starts.size
-    offsets = np.empty(n + 1, dtype=np.int32)
-    total = 0
-    offsets[0] = 0
-    for i in range(n):
-        total += lengths[i] * (2 if hex_ else 1)
-        offsets[i + 1] = total
-    data = np.empty(total, dtype=np.uint8)
-    out = 0
-    digits = _HEX
-    for i in range(n):
-        start = starts[i]
-        for j in range(lengths[i]):
-            byte = buf[start + j]
-            if hex_:
-                data[out] = digits[byte >> 4]
-                data[out + 1] = digits[byte & 15]
-                out += 2
-            else:
-                data[out] = byte
-                out += 1
-    return offsets, data
-
-
-def _strings(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, hex_: bool = False) -> pa.Array:
-    offsets, data = _gather(buf, np.ascontiguousarray(starts), np.ascontiguousarray(lengths), hex_)
-    return pa.StringArray.from_buffers(starts.size, pa.py_buffer(offsets), pa.py_buffer(data))
+_ONE_KEY = np.array([0, _SERVICE_NAME.size], dtype=np.int64)
 
 
 def _number_texts(records: np.ndarray, buf: np.ndarray) -> np.ndarray:
@@ -645,8 +565,8 @@ def _number_texts(records: np.ndarray, buf: np.ndarray) -> np.ndarray:
 def _maps(buf: np.ndarray, records: np.ndarray, offsets: np.ndarray) -> pa.Array:
     return pa.MapArray.from_arrays(
         pa.array(offsets.astype(np.int32)),
-        _strings(buf, records[KEY], records[KEY_LEN]),
-        _strings(buf, records[VALUE], records[VALUE_LEN]),
+        strings(buf, records[KEY], records[KEY_LEN]),
+        strings(buf, records[VALUE], records[VALUE_LEN]),
     )
 
 
@@ -693,25 +613,25 @@ def span_table(body: bytes, correlation_keys: Sequence[str]) -> pa.Table | None:
     no_links = pa.array(np.zeros(n + 1, dtype=np.int32))
     columns = {
         "Timestamp": pa.array(spans[START]).cast(nanos),
-        "TraceId": _strings(buf, spans[TRACE], spans[TRACE_LEN], hex_=True),
-        "SpanId": _strings(buf, spans[SPAN], spans[SPAN_LEN], hex_=True),
-        "ParentSpanId": _strings(buf, spans[PARENT], spans[PARENT_LEN], hex_=True),
-        "TraceState": _strings(buf, spans[STATE], spans[STATE_LEN]),
-        "SpanName": _strings(buf, spans[NAME], spans[NAME_LEN]),
+        "TraceId": strings(buf, spans[TRACE], spans[TRACE_LEN], how=HEX),
+        "SpanId": strings(buf, spans[SPAN], spans[SPAN_LEN], how=HEX),
+        "ParentSpanId": strings(buf, spans[PARENT], spans[PARENT_LEN], how=HEX),
+        "TraceState": strings(buf, spans[STATE], spans[STATE_LEN]),
+        "SpanName": strings(buf, spans[NAME], spans[NAME_LEN]),
         "SpanKind": pa.array(_KINDS).take(pa.array(spans[KIND])),
-        "ServiceName": _strings(buf, res[RES_SERVICE], res[RES_SERVICE_LEN]).take(resource_of),
+        "ServiceName": strings(buf, res[RES_SERVICE], res[RES_SERVICE_LEN]).take(resource_of),
         "ResourceAttributes": _maps(buf, res_attrs, _bounds(res[RES_ATTRS], res_attrs.shape[1])).take(
             resource_of
         ),
-        "ScopeName": _strings(buf, scopes[SCOPE_NAME], scopes[SCOPE_NAME_LEN]).take(scope_of),
-        "ScopeVersion": _strings(buf, scopes[SCOPE_VERSION], scopes[SCOPE_VERSION_LEN]).take(scope_of),
+        "ScopeName": strings(buf, scopes[SCOPE_NAME], scopes[SCOPE_NAME_LEN]).take(scope_of),
+        "ScopeVersion": strings(buf, scopes[SCOPE_VERSION], scopes[SCOPE_VERSION_LEN]).take(scope_of),
         "SpanAttributes": _maps(buf, span_attrs, _bounds(spans[ATTRS], span_attrs.shape[1])),
         "Duration": pa.array(np.maximum(spans[END] - spans[START], 0).astype(np.uint64)),
         "StatusCode": pa.array(_STATUS).take(pa.array(spans[CODE])),
-        "StatusMessage": _strings(buf, spans[MESSAGE], spans[MESSAGE_LEN]),
+        "StatusMessage": strings(buf, spans[MESSAGE], spans[MESSAGE_LEN]),
         "Events.Timestamp": pa.ListArray.from_arrays(event_bounds, pa.array(events[EVENT_TIME]).cast(nanos)),
         "Events.Name": pa.ListArray.from_arrays(
-            event_bounds, _strings(buf, events[EVENT_NAME], events[EVENT_NAME_LEN])
+            event_bounds, strings(buf, events[EVENT_NAME], events[EVENT_NAME_LEN])
         ),
         "Events.Attributes": pa.ListArray.from_arrays(
             event_bounds, _maps(buf, event_attrs, _bounds(events[EVENT_ATTRS], event_attrs.shape[1]))
@@ -722,7 +642,7 @@ def span_table(body: bytes, correlation_keys: Sequence[str]) -> pa.Table | None:
         "Links.Attributes": pa.ListArray.from_arrays(
             no_links, pa.array([], SPAN_SCHEMA.field("ResourceAttributes").type)
         ),
-        "CorrelationId": _strings(buf, spans[CORRELATION], spans[CORRELATION_LEN]),
+        "CorrelationId": strings(buf, spans[CORRELATION], spans[CORRELATION_LEN]),
     }
     return pa.Table.from_arrays([columns[name] for name in SPAN_SCHEMA.names], schema=SPAN_SCHEMA)
 
