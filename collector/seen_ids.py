@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import xxhash
 
 from flowsight.collector.compiled import compiled
 from flowsight.collector.id_hash import hash_strings
@@ -34,8 +33,7 @@ Prints = tuple[np.ndarray, np.ndarray]
 
 def hash_ids(ids: Sequence[str]) -> np.ndarray:
     """``xxHash64`` of each id, as ClickHouse's ``xxHash64(event_id)`` computes it."""
-    digest = xxhash.xxh64_intdigest
-    return np.fromiter((digest(i.encode()) for i in ids), dtype=np.uint64, count=len(ids))
+    return fingerprints(ids)[0]
 
 
 def fingerprints(ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> Prints:
