@@ -231,13 +231,13 @@ def _hash_all(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def hash_strings(strings: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """``xxHash64`` and ``xxh3`` of each string (ClickHouse's functions of those names)."""
+    if len(strings) == 0:  # (a batch without spans, on every request)
+        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint64)
     if isinstance(strings, pa.ChunkedArray):
         strings = strings.combine_chunks() if strings.num_chunks != 1 else strings.chunk(0)
     if pa.types.is_large_string(strings.type):
         strings = strings.cast(pa.string())
     n = len(strings)
-    if n == 0:
-        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint64)
     _, offsets_buffer, data_buffer = strings.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[strings.offset : strings.offset + n + 1]
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(1, np.uint8)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -137,6 +140,7 @@ class EventIngestor:
         *,
         max_events: int = 50_000,
         limits: EventLimits = DEFAULT_LIMITS,
+        validation_threads: int = 1,
     ):
         self.writer = writer
         self.dead_letter_store = dead_letter_store
@@ -144,6 +148,13 @@ class EventIngestor:
         self.clock = clock
         self.max_events = max_events
         self.limits = limits
+        # Few threads on purpose: each batch must also pass the writer's one thread, and
+        # validation threads beyond the spare cores only take the writer's.
+        self._validation = ThreadPoolExecutor(validation_threads, thread_name_prefix="flowsight-validate")
+
+    def close(self) -> None:
+        """Stop the validation threads (requests still waiting on them are cancelled)."""
+        self._validation.shutdown(wait=False, cancel_futures=True)
 
     def _now_ms(self) -> int:
         return to_ms(self.clock())
@@ -176,7 +187,10 @@ class EventIngestor:
             writer.Backpressure, spool.SpoolFull: nothing was accepted; retry later.
         """
         if len(body) >= COLUMNAR_MIN_BYTES and media_type(content_type) in NDJSON_TYPES:
-            columnar = await asyncio.to_thread(self.validate_columns, body, source, sender)
+            validate = functools.partial(
+                contextvars.copy_context().run, self.validate_columns, body, source, sender
+            )
+            columnar = await asyncio.get_running_loop().run_in_executor(self._validation, validate)
             if columnar is not None:
                 return await self.write(columnar, source)
         try:

@@ -396,6 +396,18 @@ class Scanned:
     """Per text field and ``attributes``, the values of the sure lines; ``occurred_at`` in ms."""
 
 
+@compiled
+def _newlines_and_colons(buf: np.ndarray, end: Int) -> tuple[Int, Int]:  # pragma: no cover
+    """How many line feeds and colons the body holds (array sizes), in one vectorised pass."""
+    lines = 0
+    colons = 0
+    for i in range(end):
+        byte = buf[i]
+        lines += byte == 0x0A
+        colons += byte == 0x3A
+    return lines, colons
+
+
 def scan(
     body: bytes,
     *,
@@ -411,7 +423,8 @@ def scan(
     events is only counted: ``lines`` says how many, and no column is read."""
     buf = np.frombuffer(body + b"ok", dtype=np.uint8)
     end = len(body)
-    capacity = min(body.count(b"\n") + 1, max_lines)
+    newlines, colons = _newlines_and_colons(buf, end)
+    capacity = min(newlines + 1, max_lines)
     limits = np.array(
         [
             max_id_chars,
@@ -426,7 +439,7 @@ def scan(
     texts = np.empty((2 * TEXT_FIELDS, capacity), dtype=np.int64)
     occurred = np.empty(capacity, dtype=np.int64)
     sure = np.empty(capacity, dtype=np.bool_)
-    attrs = np.empty((4, min(body.count(b":") + 1, capacity * max_attributes)), dtype=np.int64)
+    attrs = np.empty((4, min(colons + 1, capacity * max_attributes)), dtype=np.int64)
     attr_offsets = np.empty(capacity + 1, dtype=np.int64)
     defaults = np.array([end, end], dtype=np.int64)
     lines = _scan(buf, end, limits, texts, occurred, sure, attrs, attr_offsets, defaults)

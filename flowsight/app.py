@@ -145,6 +145,7 @@ class Services:
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.writer.stop()
+        self.ingestor.close()
         if self.owns_store:
             self.store.close()
 
@@ -167,7 +168,12 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     tokens = load_tokens(settings.tokens_file) if settings.tokens_file else None
     owns_store = store is None
     if store is None:
-        store = Store.connect(settings.dsn, settings.database, cluster=settings.cluster is not None)
+        store = Store.connect(
+            settings.dsn,
+            settings.database,
+            cluster=settings.cluster is not None,
+            merge_nice=settings.engine_merge_nice,
+        )
     clock = clock or system_clock
     schema = schema_of(settings)
     writer = EventWriter(
@@ -217,6 +223,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
             clock,
             max_events=settings.max_events_per_request,
             limits=event_limits(settings),
+            validation_threads=settings.validation_pool_size,
         ),
         otlp=OtlpIngestor(
             writer, lambda: services.catalog, clock, settings.correlation_keys, event_limits(settings)

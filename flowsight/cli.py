@@ -120,7 +120,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for sql in migrations.plan(schema, MIGRATIONS):
             print(sql.rstrip() + ";\n")
         return 0
-    store = Store.connect(settings.dsn, settings.database, cluster=settings.cluster is not None)
+    store = Store.connect(
+        settings.dsn,
+        settings.database,
+        cluster=settings.cluster is not None,
+        merge_nice=settings.engine_merge_nice,
+    )
     try:
         applied = migrations.migrate(store, schema, MIGRATIONS)
     finally:

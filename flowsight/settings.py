@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from flowsight.merge_priority import DEFAULT_NICE as DEFAULT_MERGE_NICE
+
 DEFAULT_CORRELATION_KEYS = ("order.id", "order_id", "correlation.id", "app.order.id")
 MiB = 1024 * 1024
 
@@ -124,6 +126,23 @@ class Settings(BaseSettings):
         "and fewer parts leave ClickHouse less to merge). The wait ends as soon as none is "
         "arriving; a lone sender's batch is written at once. Default 200 ms. "
         "Env FLOWSIGHT_WRITE_LINGER_MS.",
+    )
+    validation_threads: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Threads that decode and validate large NDJSON request bodies. Default: one "
+        "less than the cores this process may run on, at least 1, so a core stays free for the "
+        "writer, which every acknowledgement waits for. Env FLOWSIGHT_VALIDATION_THREADS.",
+    )
+    engine_merge_nice: int = Field(
+        DEFAULT_MERGE_NICE,
+        ge=0,
+        le=19,
+        description="Linux niceness of the embedded database's background merge threads: merges "
+        "can wait, inserts and queries cannot, and merges still use any core left idle. The same "
+        "as a ClickHouse server's os_threads_nice_value_merge_mutate; for a server DSN, set that "
+        "there. 0 leaves them at the service's priority. Default 10. Env FLOWSIGHT_ENGINE_MERGE_NICE.",
     )
     dedup_refresh_seconds: float = Field(
         5.0,
@@ -319,6 +338,14 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb://")
+
+    @property
+    def validation_pool_size(self) -> int:
+        """``validation_threads``, or one less than the cores this process may run on (at least 1)."""
+        if self.validation_threads is not None:
+            return self.validation_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores - 1)
 
     @property
     def spool_path(self) -> Path:

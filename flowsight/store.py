@@ -17,6 +17,8 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from flowsight import merge_priority
+
 log = logging.getLogger(__name__)
 
 
@@ -35,11 +37,14 @@ class Store:
         # without a session (autogenerate_session_id=False), so its queries may overlap.
 
     @classmethod
-    def connect(cls, dsn: str, database: str, *, cluster: bool = False) -> Store:
+    def connect(
+        cls, dsn: str, database: str, *, cluster: bool = False, merge_nice: int = merge_priority.DEFAULT_NICE
+    ) -> Store:
         """Open a client for ``dsn`` (``chdb://dir`` or ``http(s)://...``).
 
         On a cluster, inserts into Distributed tables are made synchronous, so an acknowledged
-        write is on its shard, not in a local queue.
+        write is on its shard, not in a local queue. The embedded engine's merge threads run at
+        niceness ``merge_nice`` (see :mod:`flowsight.merge_priority`; 0 leaves them as they are).
         """
         embedded = dsn.startswith("chdb://")
         if embedded:
@@ -55,6 +60,8 @@ class Store:
             client = clickhouse_connect.get_client(dsn=dsn, **options)
         except OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
+        if embedded:
+            merge_priority.lower_merge_priority(merge_nice)
         return cls(client, database, embedded=embedded)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -3,6 +3,9 @@ the same per-event errors; through the API, large NDJSON bodies take it."""
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +16,13 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flowsight.app import build_services, create_app
+from flowsight.clock import FixedClock
 from flowsight.collector.columnar import TooMany, validate_ndjson
 from flowsight.collector.events import EventBatch
 from flowsight.collector.ingest import COLUMNAR_MIN_BYTES, decode_events
+from flowsight.settings import Settings
+from flowsight.store import Store
 from flowsight.workflows import DEFAULT_WORKFLOWS
 from tests.conftest import event
 
@@ -317,3 +324,34 @@ def test_a_large_ndjson_request_is_validated_as_columns_and_stored_once(
     assert count == distinct == 400
     [(letters,)] = services.store.rows(f"SELECT count() FROM {services.schema.table('dead_letters')}")
     assert letters == 2
+
+
+def test_large_bodies_are_validated_on_the_services_own_threads_as_many_as_configured(
+    settings: Settings, engine: Store, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = build_services(
+        settings.model_copy(update={"validation_threads": 2}), store=engine, clock=clock
+    )
+    threads: set[str] = set()
+    validate = services.ingestor.validate_columns
+
+    def recording(*args: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.05)  # long enough for the requests to overlap
+        return validate(*args)
+
+    monkeypatch.setattr(services.ingestor, "validate_columns", recording)
+    bodies = [ndjson([{**e, "event_id": f"r{n}-{e['event_id']}"} for e in filler(100)]) for n in range(6)]
+    assert min(map(len, bodies)) >= COLUMNAR_MIN_BYTES
+    with TestClient(create_app(services)) as client, ThreadPoolExecutor(6) as senders:
+        answers = list(
+            senders.map(
+                lambda body: client.post(
+                    "/v1/events", content=body, headers={"content-type": "application/x-ndjson"}
+                ).json(),
+                bodies,
+            )
+        )
+    assert [a["accepted"] for a in answers] == [100] * 6
+    assert threads and all(name.startswith("flowsight-validate") for name in threads)
+    assert len(threads) <= 2

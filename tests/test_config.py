@@ -393,6 +393,12 @@ def test_settings_defaults() -> None:
     assert settings.correlation_keys == ("order.id", "order_id", "correlation.id", "app.order.id")
     assert settings.max_body_bytes == 16 * 1024 * 1024
     assert settings.log_level == "info"
+    assert settings.engine_merge_nice == 10
+    assert settings.validation_pool_size == max(1, len(os.sched_getaffinity(0)) - 1)
+
+
+def test_validation_threads_when_set_are_the_pool_size() -> None:
+    assert Settings(validation_threads=3).validation_pool_size == 3
 
 
 def test_good_settings_file_loads_every_value() -> None:
@@ -538,6 +544,22 @@ def test_flowsight_config_names_the_settings_file(tmp_path: Path, monkeypatch: p
             "log_level",
             "'debug', 'info', 'warning' or 'error'",
             id="an unknown log level in the environment is rejected",
+        ),
+        pytest.param(
+            None,
+            {"FLOWSIGHT_ENGINE_MERGE_NICE": "-5"},
+            "environment FLOWSIGHT_ENGINE_MERGE_NICE",
+            "engine_merge_nice",
+            "greater than or equal to 0",
+            id="a merge niceness that would raise the merges above the service is rejected",
+        ),
+        pytest.param(
+            "validation_threads: 0\n",
+            {},
+            "FILE",
+            "validation_threads",
+            "greater than or equal to 1",
+            id="zero validation threads in the file is rejected",
         ),
     ],
 )

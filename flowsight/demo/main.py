@@ -78,7 +78,7 @@ def start(
     settings = settings.model_copy(update={"database": DEMO_DATABASE, "evaluation_interval_seconds": 0})
     owned = store is None
     if store is None:
-        store = Store.connect(settings.dsn, settings.database)
+        store = Store.connect(settings.dsn, settings.database, merge_nice=settings.engine_merge_nice)
     if fresh:
         store.command(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} SYNC")
     clock = FixedClock(start_at or datetime.now(UTC).replace(microsecond=0))
