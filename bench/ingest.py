@@ -38,6 +38,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -303,6 +304,13 @@ class Run:
         self.dirs.append(path)
         return path
 
+    def remove(self, *paths: Path) -> None:
+        """Delete directories now (unless --keep), rather than at the end of the run."""
+        for path in paths:
+            if not self.keep:
+                shutil.rmtree(path, ignore_errors=True)
+                self.dirs.remove(path)
+
     def kill_children(self) -> None:
         with self.lock:
             for child in self.children:
@@ -437,12 +445,16 @@ def direct_only(args: argparse.Namespace) -> int:
     return 0
 
 
-def direct_phase(args: argparse.Namespace, run: Run, data_dir: Path, deadline: float) -> dict[str, Any]:
+def direct_phase(
+    args: argparse.Namespace, run: Run, data_dir: Path, deadline: float, *, extra_chunks: bool = True
+) -> dict[str, Any]:
+    """The direct insert at the engine's limit (``--direct-chunk`` rows a commit), and with
+    ``extra_chunks`` also at the largest commit the clients can cause and at their own batches."""
     chunks = [args.direct_chunk]
     server_max_commit = min(args.batch * args.concurrency, 50_000)
-    if server_max_commit not in chunks:
+    if extra_chunks and server_max_commit not in chunks:
         chunks.append(server_max_commit)
-    if args.batch not in chunks:
+    if extra_chunks and args.batch not in chunks:
         chunks.append(args.batch)  # the same batches the HTTP clients send, inserted directly
     cmd = [
         sys.executable,
@@ -762,7 +774,19 @@ def markdown(result: dict[str, Any]) -> str:
             result["goals"]["ratio"]["verdict"],
         ),
     ]
-    for extra in d["runs"][1:]:
+    if len(result.get("pairs", [])) > 1:
+        rows.append(
+            (
+                "Every pair, in order (HTTP events/s / direct rows/s = ratio; the median stands above)",
+                "; ".join(
+                    f"{p['http_events_per_s']:,.0f} / {p['direct_events_per_s']:,.0f} = {p['ratio']:.2f}"
+                    for p in result["pairs"]
+                ),
+                "",
+                "",
+            )
+        )
+    for extra in d.get("same_batches", d["runs"][1:]):
         label = (
             "the same batches the clients send"
             if extra["chunk"] == result["batch"]
@@ -847,28 +871,59 @@ def write_json(path: Path, result: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+@dataclass
+class Pair:
+    """One direct phase and the HTTP phase after it."""
+
+    direct: dict[str, Any]
+    http: dict[str, Any]
+    stored: dict[str, int]
+    preloaded: int
+
+    @property
+    def direct_rate(self) -> float:
+        return float(self.direct["runs"][0]["events_per_s"])
+
+    @property
+    def ratio(self) -> float:
+        return float(self.http["events_per_s"]) / self.direct_rate
+
+
 def benchmark(args: argparse.Namespace) -> int:
     run = Run(args.keep)
     started = time.monotonic()
     deadline = started + args.timeout
     timer = run.watchdog(args.timeout)
+    pairs: list[Pair] = []
     try:
-        direct = direct_phase(args, run, run.tempdir("flowsight-bench-direct-"), deadline)
-
-        log(f"generating {args.events:,} events as {args.format} bodies of {args.batch}")
-        gen_started = time.perf_counter()
-        bodies, counts = ndjson_bodies(args.events, args.batch, args.seed, args.format)
-        size = sum(map(len, bodies))
-        log(
-            f"generated {len(bodies)} bodies, {size / MiB:,.1f} MiB ({size / args.events:.0f} bytes/event) "
-            f"in {time.perf_counter() - gen_started:.1f} s"
-        )
-        http_dir = run.tempdir("flowsight-bench-http-")
-        preloaded = preload_phase(args, http_dir, deadline) if args.preload else 0
-        h = http_phase(args, run, http_dir, bodies, counts, deadline)
+        bodies: list[bytes] = []
+        counts: list[int] = []
+        for number in range(args.pairs):
+            label = f"pair {number + 1}/{args.pairs}: " if args.pairs > 1 else ""
+            direct_dir = run.tempdir("flowsight-bench-direct-")
+            direct = direct_phase(args, run, direct_dir, deadline, extra_chunks=number == 0)
+            if not bodies:
+                log(f"generating {args.events:,} events as {args.format} bodies of {args.batch}")
+                gen_started = time.perf_counter()
+                bodies, counts = ndjson_bodies(args.events, args.batch, args.seed, args.format)
+                size = sum(map(len, bodies))
+                log(
+                    f"generated {len(bodies)} bodies, {size / MiB:,.1f} MiB "
+                    f"({size / args.events:.0f} bytes/event) in {time.perf_counter() - gen_started:.1f} s"
+                )
+            http_dir = run.tempdir("flowsight-bench-http-")
+            preloaded = preload_phase(args, http_dir, deadline) if args.preload else 0
+            h = http_phase(args, run, http_dir, bodies, counts, deadline)
+            log("verify: opening the server's chDB directory")
+            pair = Pair(direct, h, verify(http_dir), preloaded)
+            pairs.append(pair)
+            log(
+                f"{label}HTTP {h['events_per_s']:,.0f} events/s, direct {pair.direct_rate:,.0f} rows/s, "
+                f"ratio {pair.ratio:.3f}"
+            )
+            if number + 1 < args.pairs:  # the next pair starts from fresh directories
+                run.remove(direct_dir, http_dir)
         del bodies
-        log("verify: opening the server's chDB directory")
-        counts_stored = verify(http_dir)
     except Aborted as exc:
         log(f"FAILED: {exc}")
         run.cleanup()
@@ -880,12 +935,17 @@ def benchmark(args: argparse.Namespace) -> int:
     finally:
         timer.cancel()
 
-    direct_rate = direct["runs"][0]["events_per_s"]
-    ratio = h["events_per_s"] / direct_rate
-    same_rate = next(r["events_per_s"] for r in direct["runs"] if r["chunk"] == args.batch)
+    # The pair of median ratio stands for the run: its HTTP and direct figures were measured
+    # minutes apart at most, on a machine whose speed drifts (see bench/README.md).
+    middle = sorted(pairs, key=lambda p: p.ratio)[len(pairs) // 2]
+    direct, h, counts_stored, preloaded = middle.direct, middle.http, middle.stored, middle.preloaded
+    direct_rate = middle.direct_rate
+    ratio = middle.ratio
+    same_rate = next(r["events_per_s"] for r in pairs[0].direct["runs"] if r["chunk"] == args.batch)
     ratio_same = h["events_per_s"] / same_rate
-    stored_ok = counts_stored["stored"] == args.events + preloaded == counts_stored["unique_ids"]
-    rss = h["server_peak_rss_bytes"]
+    stored_ok = all(p.stored["stored"] == args.events + p.preloaded == p.stored["unique_ids"] for p in pairs)
+    peaks = [p.http["server_peak_rss_bytes"] for p in pairs if p.http["server_peak_rss_bytes"] is not None]
+    rss = max(peaks) if peaks else None
     result: dict[str, Any] = {
         "events": args.events,
         "format": args.format,
@@ -911,8 +971,19 @@ def benchmark(args: argparse.Namespace) -> int:
             "ratio": {"goal": GOAL_RATIO, "verdict": verdict(ratio >= GOAL_RATIO)},
             "ratio_same_batches": {"goal": GOAL_RATIO, "verdict": verdict(ratio_same >= GOAL_RATIO)},
         },
+        "pairs": [
+            {
+                "http_events_per_s": round(p.http["events_per_s"], 1),
+                "direct_events_per_s": round(p.direct_rate, 1),
+                "ratio": round(p.ratio, 3),
+                "server_peak_rss_mib": round(p.http["server_peak_rss_bytes"] / MiB, 1)
+                if p.http["server_peak_rss_bytes"] is not None
+                else None,
+            }
+            for p in pairs
+        ],
         "http_detail": h,
-        "direct_detail": direct,
+        "direct_detail": {**direct, "same_batches": pairs[0].direct["runs"][1:]},
         "verify": counts_stored,
         "machine": machine_info(),
         "command": shlex.join(sys.orig_argv),
@@ -925,8 +996,8 @@ def benchmark(args: argparse.Namespace) -> int:
     run.cleanup()
     if not stored_ok:
         log(
-            f"FAILED: stored counts {counts_stored} do not match {args.events} events (and {preloaded} "
-            "preloaded) stored exactly once"
+            f"FAILED: stored counts {[p.stored for p in pairs]} do not match {args.events} events "
+            f"(and {preloaded} preloaded) stored exactly once in every pair"
         )
         return 1
     return 0
@@ -962,6 +1033,13 @@ def parser() -> argparse.ArgumentParser:
         type=positive,
         default=50_000,
         help="rows per direct commit (the server's write_batch_rows default)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=positive,
+        default=1,
+        help="direct and HTTP phases run in turn this many times (fresh directories each, the "
+        "preload repeated); the pair of median ratio is reported, every pair listed",
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
     p.add_argument("--keep", action="store_true", help="keep the temporary data directories (and server log)")

@@ -6,7 +6,8 @@ its own process, with progress on stderr:
 
 - ``bench/ingest.py``: lifecycle events over HTTP (NDJSON, 1,000 a request) into a database
   already holding the scale's events (``--preload``), against a direct Arrow insert of the same
-  rows in the same run (the engine's limit); the server's peak RSS;
+  rows in the same run (the engine's limit), the two in turn ``--ingest-pairs`` times, the pair
+  of median ratio reported; the server's peak RSS;
 - ``bench/timeline.py``: one order's timeline with the scale's events stored (and a trace of 8
   spans for each order), p50/p99;
 - ``bench/order_state.py``: the full SLO-and-alert evaluation and the stuck-order listing with
@@ -125,8 +126,15 @@ def ratio_cpu(results: dict[str, Any]) -> str:
     if not direct or not rate:
         return ""
     split = ingest_cpu(results).replace("In this run the server", "; the server")
+    pairs = ingest.get("pairs") or []
+    every = (
+        f" (the pair of median ratio of {len(pairs)}: " + ", ".join(f"{p['ratio']:.2f}" for p in pairs) + ")"
+        if len(pairs) > 1
+        else ""
+    )
     return (
-        f"In this run the direct insert took {direct:,.0f} rows/s and the service {rate:,.0f} events/s{split}"
+        f"In this run the direct insert took {direct:,.0f} rows/s and the service {rate:,.0f} "
+        f"events/s{every}{split}"
     )
 
 
@@ -327,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ingest-events", type=int, default=1_000_000, help="events sent over HTTP per scale"
     )
+    parser.add_argument(
+        "--ingest-pairs",
+        type=int,
+        default=3,
+        help="direct and HTTP phases the ingest step runs in turn at each scale; the pair of median "
+        "ratio is reported (the machine's speed drifts between the two phases of one pair)",
+    )
     parser.add_argument("--step-timeout", type=float, default=1800.0, help="seconds each step may take")
     parser.add_argument(
         "--steps",
@@ -365,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.steps.split(","))
         if "ingest" in wanted:
             results["ingest"] = run_step(
-                f"{step} ingest", "ingest.py", ["--events", str(sent), "--preload", str(scale - sent)],
+                f"{step} ingest", "ingest.py",
+                ["--events", str(sent), "--preload", str(scale - sent), "--pairs", str(args.ingest_pairs)],
                 work / f"ingest-{scale}.json", args.step_timeout,
             )  # fmt: skip
         orders = max(1, scale // 7)  # 7 lifecycle events an order: the scale's events
