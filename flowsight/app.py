@@ -290,23 +290,33 @@ def build_dispatcher(settings: Settings, store: Store, schema: Schema, clock: Cl
     )
 
 
-def _compile_scanners() -> None:
-    ndjson_scan.compile_scanner()
-    otlp_wire.compile_scanner()
-    fingerprints(["compiled"])
-    seen_ids.compile_lookup()
+def _compile_scanners(done: threading.Event) -> None:
+    try:
+        ndjson_scan.compile_scanner()
+        otlp_wire.compile_scanner()
+        fingerprints(["compiled"])
+        seen_ids.compile_lookup()
+    except Exception:  # requests still compile on first use; readiness must not wait forever
+        log.exception("compiling the scanners failed")
+    finally:
+        done.set()
 
 
 def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The FastAPI app over built services; starting it applies migrations and starts the writer."""
     shutdown_tracing: list[Any] = []
 
+    compiled = threading.Event()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The compiled scanners are built (or loaded from numba's cache) aside while the service
+        # starts (migrations, the dedup filter), and /readyz waits for them: a request that came
+        # first would wait for them, and the service would be ready at a fraction of its speed.
+        threading.Thread(
+            target=_compile_scanners, args=(compiled,), name="flowsight-compile", daemon=True
+        ).start()
         services.start()
-        # The compiled scanners are built (or loaded from numba's cache) aside, so the first
-        # large request does not wait for them.
-        threading.Thread(target=_compile_scanners, name="flowsight-compile", daemon=True).start()
         # What start-up built (modules, routes, settings, the dedup filter) lives as long as the
         # process: keep it out of the collector's full passes, which otherwise walk it each time.
         gc.freeze()
@@ -388,18 +398,24 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
     def healthz() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/readyz", tags=["health"], summary="Database reachable, migrations applied, spool not full")
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Database reachable, migrations applied, spool not full, scanners compiled",
+    )
     def readyz() -> Response:
         reachable = services.store.ping()
         missing = migrations.pending(services.store, services.schema, MIGRATIONS) if reachable else []
         spool_full = services.writer.spool.is_full()
-        ready = reachable and not missing and not spool_full
+        scanners = compiled.is_set()
+        ready = reachable and not missing and not spool_full and scanners
         body = {
             "status": "ready" if ready else "not ready",
             "database_reachable": reachable,
             "pending_migrations": missing,
             "spool_bytes": services.writer.spool.bytes_used,
             "spool_full": spool_full,
+            "scanners_compiled": scanners,
         }
         return json_response(body, 200 if ready else 503)
 
