@@ -222,7 +222,7 @@ FIGURES = [
         _get("order_state", "reads", STUCK_LISTING, "median_ms"),
     ),
     Figure(
-        "Service peak RSS under ingest load (MiB)",
+        "Service peak RSS, start and ingest load (MiB)",
         "MiB",
         _get("ingest", "server_peak_rss_mib"),
         1536,
