@@ -175,7 +175,7 @@ PRELOAD_ORDERS_FROM = 100_000_000
 def preload_only(args: argparse.Namespace) -> int:
     """Store ``--preload`` events in a fresh server data directory, straight into the tables
     (the order_state generator, a million orders at a time), before the server starts."""
-    from bench.order_state import generate
+    from bench.order_state import generate, settle_merges
     from flowsight import migrations
     from flowsight.app import MIGRATIONS
     from flowsight.collector.spool import Spool
@@ -196,32 +196,15 @@ def preload_only(args: argparse.Namespace) -> int:
         stored += table.num_rows
         first += chunk
         log(f"preload: {stored * 100 // args.preload:3d}% {stored:,}/{args.preload:,} events")
-    settle_merges(store)
+    # As in a service that stored these events over time: otherwise the server's engine would
+    # start merging tens of half-million-row parts just as the timed phase begins.
+    settle_merges(store, timeout_s=900.0, quiet_s=3.0)
     store.close()
     # As a service that stored these events and stopped cleanly leaves it: no commit half-done,
     # so the server's start re-applies nothing (after a crash it would re-apply the last events).
     Spool(Path(args.data_dir) / "spool", 1 << 30).mark_clean_stop()
     print(json.dumps({"preloaded": stored}))
     return 0
-
-
-def settle_merges(store: Any, quiet_s: float = 3.0, limit_s: float = 900.0) -> None:
-    """Wait until the engine has merged what the preload wrote (no merge running for
-    ``quiet_s``), as in a service that stored these events over time: otherwise the server's
-    engine would start merging tens of half-million-row parts just as the timed phase begins."""
-    started = time.monotonic()
-    quiet_since = None
-    while time.monotonic() - started < limit_s:
-        [(running,)] = store.rows("SELECT count() FROM system.merges")
-        if running:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_s:
-            break
-        time.sleep(0.5)
-    [(parts,)] = store.rows(f"SELECT count() FROM system.parts WHERE database = '{DATABASE}' AND active")
-    log(f"preload: merges settled in {time.monotonic() - started:.0f} s ({parts} active parts)")
 
 
 def preload_phase(args: argparse.Namespace, data_dir: Path, deadline: float) -> int:

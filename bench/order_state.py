@@ -96,13 +96,18 @@ def generate(orders: int, seed: int, first: int = 0) -> tuple[pa.Table, int]:
     return table, int((reached == len(stages)).sum())
 
 
-def settle_merges(store: Store, timeout_s: float = 300.0) -> None:
-    """Wait until no background merge runs (of ``events``, after the bulk load), so the merged
-    phase times the reads of a settled service, not reads sharing the 2 cores with merges."""
+def settle_merges(store: Store, timeout_s: float = 300.0, quiet_s: float = 0.0) -> None:
+    """Wait until no background merge runs (of ``events``, after the bulk load) and none has for
+    ``quiet_s``, so what is timed next runs on a settled service, not beside the merges."""
     started = time.perf_counter()
+    quiet_since = None
     while time.perf_counter() - started < timeout_s:
         [(running,)] = store.rows("SELECT count() FROM system.merges")
-        if not running:
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.perf_counter()
+        if quiet_since is not None and time.perf_counter() - quiet_since >= quiet_s:
             break
         time.sleep(0.5)
     log(f"background merges settled in {time.perf_counter() - started:.1f} s")
