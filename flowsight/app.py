@@ -161,6 +161,16 @@ def event_limits(settings: Settings) -> EventLimits:
     )
 
 
+def open_store(settings: Settings) -> Store:
+    """The database the settings name (DSN, database, cluster, the embedded engine's merge priority)."""
+    return Store.connect(
+        settings.dsn,
+        settings.database,
+        cluster=settings.cluster is not None,
+        merge_nice=settings.engine_merge_nice,
+    )
+
+
 def build_services(settings: Settings, *, store: Store | None = None, clock: Clock | None = None) -> Services:
     """Build (but do not start) the services; ``store`` and ``clock`` may be injected."""
     catalog = load_catalog(settings)
@@ -168,12 +178,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     tokens = load_tokens(settings.tokens_file) if settings.tokens_file else None
     owns_store = store is None
     if store is None:
-        store = Store.connect(
-            settings.dsn,
-            settings.database,
-            cluster=settings.cluster is not None,
-            merge_nice=settings.engine_merge_nice,
-        )
+        store = open_store(settings)
     clock = clock or system_clock
     schema = schema_of(settings)
     writer = EventWriter(

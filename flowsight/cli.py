@@ -111,8 +111,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from flowsight import migrations
-    from flowsight.app import MIGRATIONS, schema_of
-    from flowsight.store import Store
+    from flowsight.app import MIGRATIONS, open_store, schema_of
 
     settings = _settings(args)
     schema = schema_of(settings)
@@ -120,12 +119,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for sql in migrations.plan(schema, MIGRATIONS):
             print(sql.rstrip() + ";\n")
         return 0
-    store = Store.connect(
-        settings.dsn,
-        settings.database,
-        cluster=settings.cluster is not None,
-        merge_nice=settings.engine_merge_nice,
-    )
+    store = open_store(settings)
     try:
         applied = migrations.migrate(store, schema, MIGRATIONS)
     finally:

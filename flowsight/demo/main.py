@@ -72,13 +72,13 @@ def start(
     simulation; the caller backfills, runs it live (:meth:`Demo.run`) and closes it. ``store``
     may be given (an engine this process already holds); it is then left open. ``start_at`` is
     the simulated time the live run starts from (default: now)."""
-    from flowsight.app import build_services, create_app
+    from flowsight.app import build_services, create_app, open_store
     from flowsight.demo.api import router
 
     settings = settings.model_copy(update={"database": DEMO_DATABASE, "evaluation_interval_seconds": 0})
     owned = store is None
     if store is None:
-        store = Store.connect(settings.dsn, settings.database, merge_nice=settings.engine_merge_nice)
+        store = open_store(settings)
     if fresh:
         store.command(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} SYNC")
     clock = FixedClock(start_at or datetime.now(UTC).replace(microsecond=0))
