@@ -209,9 +209,18 @@ def preload_only(args: argparse.Namespace) -> int:
 
 def preload_phase(args: argparse.Namespace, data_dir: Path, deadline: float) -> int:
     """Run :func:`preload_only` in its own process (chDB opens one directory per process)."""
+    return run_preload(
+        Path(__file__), ["--preload", str(args.preload), "--seed", str(args.seed)], data_dir, deadline
+    )
+
+
+def run_preload(
+    script: Path, options: list[str], data_dir: Path, deadline: float, unit: str = "events"
+) -> int:
+    """Run ``script --preload-only`` on ``data_dir`` in its own process; how many it stored (the
+    last line of its output, as JSON)."""
     started = time.perf_counter()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--preload-only", "--preload", str(args.preload),
-           "--seed", str(args.seed), "--data-dir", str(data_dir)]  # fmt: skip
+    cmd = [sys.executable, str(script.resolve()), "--preload-only", *options, "--data-dir", str(data_dir)]
     result = subprocess.run(
         cmd,
         cwd=ROOT,
@@ -223,7 +232,7 @@ def preload_phase(args: argparse.Namespace, data_dir: Path, deadline: float) -> 
     if result.returncode != 0:
         raise Aborted(f"preload failed ({result.returncode})")
     preloaded = int(json.loads(result.stdout.strip().splitlines()[-1])["preloaded"])
-    log(f"preload: {preloaded:,} events stored in {time.perf_counter() - started:.1f} s")
+    log(f"preload: {preloaded:,} {unit} stored in {time.perf_counter() - started:.1f} s")
     return preloaded
 
 
@@ -587,6 +596,42 @@ def metric(text: str, name: str) -> float | None:
     return None
 
 
+def start_server(run: Run, data_dir: Path, port: int, deadline: float) -> subprocess.Popen[bytes]:
+    """``flowsight serve`` on its defaults (no FLOWSIGHT_* variable of the caller leaks in), once
+    ready and once its start-up evaluation is done."""
+    server_log = data_dir / "server.log"
+    cmd = [sys.executable, "-m", "flowsight.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--data-dir", str(data_dir)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSIGHT_")}
+    log(f"http: starting {shlex.join(cmd[1:])}")
+    with server_log.open("wb") as sink:
+        server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    run.children.append(server)
+    started = time.monotonic()
+    while True:
+        if server.poll() is not None:
+            raise Aborted(f"the server exited with {server.returncode}:\n{server_log_tail(server_log)}")
+        if time.monotonic() > min(deadline, started + 120):
+            raise Aborted(f"the server was not ready within 120 s:\n{server_log_tail(server_log)}")
+        with contextlib.suppress(OSError):
+            if get(port, "/readyz", timeout=2)[0] == 200:
+                break
+        time.sleep(0.1)
+    log(f"http: server ready in {time.monotonic() - started:.1f} s (pid {server.pid}, port {port})")
+    # The service evaluates its SLOs at start, then every minute; time the load after that
+    # first evaluation (over preloaded data it takes seconds of both cores), as between two
+    # evaluations.
+    while True:
+        status, text = get(port, "/metrics", timeout=10)
+        taken = metric(text.decode(), "flowsight_evaluation_duration_seconds") if status == 200 else None
+        if taken is not None:
+            log(f"http: the start-up evaluation took {taken:.1f} s; timing starts after it")
+            return server
+        if time.monotonic() > min(deadline, started + 600):
+            raise Aborted(f"no evaluation finished within 600 s of the start:\n{server_log_tail(server_log)}")
+        time.sleep(0.2)
+
+
 def http_phase(
     args: argparse.Namespace,
     run: Run,
@@ -597,51 +642,8 @@ def http_phase(
 ) -> dict[str, Any]:
     port = free_port()
     server_log = data_dir / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "flowsight.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    # The server runs on its defaults: no FLOWSIGHT_* variable of the caller leaks in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSIGHT_")}
-    log(f"http: starting {shlex.join(cmd[1:])}")
-    with server_log.open("wb") as sink:
-        server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    run.children.append(server)
+    server = start_server(run, data_dir, port, deadline)
     try:
-        started = time.monotonic()
-        while True:
-            if server.poll() is not None:
-                raise Aborted(f"the server exited with {server.returncode}:\n{server_log_tail(server_log)}")
-            if time.monotonic() > min(deadline, started + 120):
-                raise Aborted(f"the server was not ready within 120 s:\n{server_log_tail(server_log)}")
-            with contextlib.suppress(OSError):
-                if get(port, "/readyz", timeout=2)[0] == 200:
-                    break
-            time.sleep(0.1)
-        log(f"http: server ready in {time.monotonic() - started:.1f} s (pid {server.pid}, port {port})")
-        # The service evaluates its SLOs at start, then every minute; time ingest after that
-        # first evaluation (over the preloaded events it takes seconds of both cores), as
-        # between two evaluations.
-        while True:
-            status, text = get(port, "/metrics", timeout=10)
-            taken = metric(text.decode(), "flowsight_evaluation_duration_seconds") if status == 200 else None
-            if taken is not None:
-                log(f"http: the start-up evaluation took {taken:.1f} s; timing starts after it")
-                break
-            if time.monotonic() > min(deadline, started + 600):
-                raise Aborted(
-                    f"no evaluation finished within 600 s of the start:\n{server_log_tail(server_log)}"
-                )
-            time.sleep(0.2)
-
         load = Load(bodies, counts, port, max(30.0, deadline - time.monotonic()), CONTENT_TYPES[args.format])
         threads = [
             threading.Thread(target=load.worker, name=f"client-{n}", daemon=True)

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 import shlex
@@ -58,7 +58,9 @@ from bench.ingest import (  # noqa: E402
     positive,
     proc_cpu_seconds,
     proc_status,
+    run_preload,
     server_log_tail,
+    start_server,
     verdict,
     version_of,
     write_json,
@@ -71,6 +73,7 @@ DEFAULT_OUT = ROOT / "bench" / "results" / "otlp.json"
 MiB = 1024 * 1024
 MEDIA = {"protobuf": "application/x-protobuf", "json": "application/json"}
 PROFILE_SECONDS = 10.0
+PRELOAD_SPANS_PER_TRACE = 8
 PROFILE_RATE = 20  # samples a second: py-spy pauses the server for each (--native)
 
 # -- span generation -----------------------------------------------------------------------------
@@ -486,30 +489,6 @@ class Profiler:
         return profile
 
 
-def start_server(run: Run, data_dir: Path, port: int, deadline: float) -> subprocess.Popen[bytes]:
-    """``flowsight serve`` on its defaults (no FLOWSIGHT_* variable of the caller), once ready."""
-    server_log = data_dir / "server.log"
-    cmd = [sys.executable, "-m", "flowsight.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--data-dir", str(data_dir)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSIGHT_")}
-    log(f"http: starting {shlex.join(cmd[1:])}")
-    with server_log.open("wb") as sink:
-        server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    run.children.append(server)
-    started = time.monotonic()
-    while True:
-        if server.poll() is not None:
-            raise Aborted(f"the server exited with {server.returncode}:\n{server_log_tail(server_log)}")
-        if time.monotonic() > min(deadline, started + 120):
-            raise Aborted(f"the server was not ready within 120 s:\n{server_log_tail(server_log)}")
-        with contextlib.suppress(OSError):
-            if get(port, "/readyz", timeout=2)[0] == 200:
-                break
-        time.sleep(0.1)
-    log(f"http: server ready in {time.monotonic() - started:.1f} s (pid {server.pid}, port {port})")
-    return server
-
-
 def stop_server(server: subprocess.Popen[bytes], server_log: Path, deadline: float) -> int:
     """SIGTERM, then wait (at most 120 s); the exit code."""
     log("http: stopping the server (SIGTERM)")
@@ -807,6 +786,48 @@ def verify(data_dir: Path) -> dict[str, int]:
     }
 
 
+# -- preload -------------------------------------------------------------------------------------
+
+
+def preload_only(args: argparse.Namespace) -> int:
+    """Store ``--preload`` spans in a fresh server data directory, straight into ``otel_traces``
+    (its views fill the trace lookups), traces of 8 spans as bench/timeline.py makes them, each
+    its own order's, before the server starts."""
+    import numpy as np
+
+    from bench.order_state import settle_merges
+    from bench.timeline import span_chunk
+    from flowsight import migrations
+    from flowsight.app import MIGRATIONS
+    from flowsight.collector.spool import Spool
+    from flowsight.collector.writer import INSERT_SETTINGS
+    from flowsight.ddl import Schema
+    from flowsight.store import Store
+
+    store = Store.connect(f"chdb://{Path(args.data_dir) / 'clickhouse'}", DATABASE)
+    schema = Schema(DATABASE)
+    migrations.migrate(store, schema, MIGRATIONS)
+    traces = -(-args.preload // PRELOAD_SPANS_PER_TRACE)
+    stored, step = 0, 50_000
+    for first in range(0, traces, step):
+        chunk = span_chunk(np.arange(first, min(first + step, traces)), PRELOAD_SPANS_PER_TRACE, traces)
+        chunk = chunk.slice(0, args.preload - stored)
+        store.insert_arrow(schema.table("otel_traces"), chunk, settings=INSERT_SETTINGS)
+        stored += chunk.num_rows
+        if (first // step) % 10 == 0 or stored == args.preload:
+            log(f"preload: {stored * 100 // args.preload:3d}% {stored:,}/{args.preload:,} spans")
+    settle_merges(store, timeout_s=900.0, quiet_s=3.0)
+    store.close()
+    Spool(Path(args.data_dir) / "spool", 1 << 30).mark_clean_stop()
+    print(json.dumps({"preloaded": stored}))
+    return 0
+
+
+def preload_phase(args: argparse.Namespace, data_dir: Path, deadline: float) -> int:
+    """Run :func:`preload_only` in its own process (chDB opens one directory per process)."""
+    return run_preload(Path(__file__), ["--preload", str(args.preload)], data_dir, deadline, "spans")
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -839,7 +860,8 @@ def markdown(result: dict[str, Any]) -> str:
         (
             "Stored in otel_traces (unique TraceId, SpanId)",
             f"{result['stored_count']:,} ({result['verify']['unique_ids']:,})",
-            f"= {result['spans']:,}",
+            f"= {result['spans'] + result['preloaded']:,}"
+            + (f" ({result['preloaded']:,} preloaded)" if result["preloaded"] else ""),
             "OK" if result["stored_ok"] else "FAIL",
         ),
         ("Server peak RSS", f"{rss:,.0f} MiB" if rss is not None else "n/a", "", ""),
@@ -914,6 +936,7 @@ def benchmark(args: argparse.Namespace) -> int:
             f"in {gen_s:.1f} s"
         )
         http_dir = run.tempdir("flowsight-bench-otlp-")
+        preloaded = preload_phase(args, http_dir, deadline) if args.preload else 0
         h = http_phase(args, run, http_dir, bodies, counts, deadline)
         del bodies
         log("verify: opening the server's chDB directory")
@@ -929,7 +952,7 @@ def benchmark(args: argparse.Namespace) -> int:
     finally:
         timer.cancel()
 
-    stored_ok = stored["stored"] == args.spans == stored["unique_ids"]
+    stored_ok = stored["stored"] == args.spans + preloaded == stored["unique_ids"]
     loop_cpu_s = h["thread_cpu_cores"].get("MainThread", 0.0) * h["wall_s"]
     rss = h["server_peak_rss_bytes"]
     machine = machine_info()
@@ -942,6 +965,7 @@ def benchmark(args: argparse.Namespace) -> int:
     }
     result: dict[str, Any] = {
         "spans": args.spans,
+        "preloaded": preloaded,
         "batch": args.batch,
         "concurrency": args.concurrency,
         "format": args.format,
@@ -980,7 +1004,10 @@ def benchmark(args: argparse.Namespace) -> int:
     log(f"wrote {args.out}")
     run.cleanup()
     if not stored_ok:
-        log(f"FAILED: stored counts {stored} do not match {args.spans} spans stored exactly once")
+        log(
+            f"FAILED: stored counts {stored} do not match {args.spans:,} spans and {preloaded:,} preloaded, "
+            "each stored exactly once"
+        )
         return 1
     return 0
 
@@ -1023,11 +1050,20 @@ def parser() -> argparse.ArgumentParser:
         help="seconds after which the whole run aborts and kills the server",
     )
     p.add_argument("--seed", type=int, default=20261126, help="seed of the generated spans")
+    p.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="spans stored in the server's database before it starts (ingest cost at that much data)",
+    )
+    p.add_argument("--preload-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", help=argparse.SUPPRESS)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    return benchmark(parser().parse_args(argv))
+    args = parser().parse_args(argv)
+    return preload_only(args) if args.preload_only else benchmark(args)
 
 
 if __name__ == "__main__":

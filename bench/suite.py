@@ -8,13 +8,15 @@ its own process, with progress on stderr:
   already holding the scale's events (``--preload``), against a direct Arrow insert of the same
   rows in the same run (the engine's limit), the two in turn ``--ingest-pairs`` times, the pair
   of median ratio reported; the server's peak RSS;
+- ``bench/ingest.py --format json``: 300,000 events as JSON arrays, the rest of the scale
+  preloaded;
+- ``bench/otlp.py``: OTLP protobuf spans/s, with the rest of the scale preloaded as spans;
 - ``bench/timeline.py``: one order's timeline with the scale's events stored (and a trace of 8
   spans for each order), p50/p99;
 - ``bench/order_state.py``: the full SLO-and-alert evaluation and the stuck-order listing with
   a fifth of the scale in orders (10M events: 2M orders);
 
-and once: JSON-array ingest (``bench/ingest.py --format json``) and OTLP protobuf spans/s
-(``bench/otlp.py``). Results: ``bench/results/suite.json`` and ``suite.md`` (the table), and
+``--steps`` picks among them. Results: ``bench/results/suite.json`` and ``suite.md`` (the table), and
 ``docs/images/cost-curves.svg`` (each figure by scale). A figure that misses its target says so
 with the measured value and, where the profile explains it, why.
 """
@@ -40,6 +42,22 @@ RESULTS = ROOT / "bench" / "results"
 CHART = ROOT / "docs" / "images" / "cost-curves.svg"
 FULL_EVALUATION = "full evaluation (default SLOs, flow health and alerts, as the service runs it), merged"
 STUCK_LISTING = "stuck-order listing (first page of 100, longest waiting first), merged"
+
+
+JSON_EVENTS = 300_000
+"""Events sent as JSON arrays at each scale (the rest of the scale preloaded)."""
+STEPS = ("ingest", "json", "otlp", "timeline", "evaluation")
+
+
+def step_files(work: Path, scale: int) -> dict[str, Path]:
+    """Each step's result file at one scale, by the key its results go under."""
+    return {
+        "ingest": work / f"ingest-{scale}.json",
+        "ingest_json": work / f"ingest-json-{scale}.json",
+        "otlp": work / f"otlp-{scale}.json",
+        "timeline": work / f"timeline-{scale}.json",
+        "order_state": work / f"order_state-{scale}.json",
+    }
 
 
 def log(message: str) -> None:
@@ -345,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-timeout", type=float, default=1800.0, help="seconds each step may take")
     parser.add_argument(
         "--steps",
-        default="ingest,timeline,evaluation,once",
-        help="which steps to run at each scale (once: JSON-array ingest and OTLP, at the first scale)",
+        default=",".join(STEPS),
+        help="which steps to run at each scale, comma-separated, of: " + ", ".join(STEPS),
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "suite.json")
     parser.add_argument("--chart", type=Path, default=CHART)
@@ -355,52 +373,54 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     scales = sorted(int(s) for s in args.scales.split(","))
+    wanted = set(args.steps.split(","))
+    if unknown := wanted - set(STEPS):
+        parser.error(f"--steps: unknown step {', '.join(sorted(unknown))} (steps: {', '.join(STEPS)})")
     work = RESULTS / "suite"
     work.mkdir(parents=True, exist_ok=True)
     by_scale: dict[int, dict[str, Any]] = {}
     started = time.monotonic()
     if args.report_only:
-        for number, scale in enumerate(scales, 1):
+        for scale in scales:
             by_scale[scale] = {
                 key: json.loads(path.read_text()) if path.exists() else None
-                for key, path in {
-                    "ingest": work / f"ingest-{scale}.json",
-                    "timeline": work / f"timeline-{scale}.json",
-                    "order_state": work / f"order_state-{scale}.json",
-                    "ingest_json": work / "ingest-json.json",
-                    "otlp": work / "otlp.json",
-                }.items()
-                if number == 1 or key not in ("ingest_json", "otlp")
+                for key, path in step_files(work, scale).items()
             }
     for number, scale in enumerate([] if args.report_only else scales, 1):
         log(f"scale {number}/{len(scales)}: {human(scale)} events stored")
         sent = min(args.ingest_events, scale)
         results: dict[str, Any] = {}
         step = f"[{human(scale)}]"
-        wanted = set(args.steps.split(","))
+        files = step_files(work, scale)
         if "ingest" in wanted:
             results["ingest"] = run_step(
                 f"{step} ingest", "ingest.py",
                 ["--events", str(sent), "--preload", str(scale - sent), "--pairs", str(args.ingest_pairs)],
-                work / f"ingest-{scale}.json", args.step_timeout,
+                files["ingest"], args.step_timeout,
+            )  # fmt: skip
+        if "json" in wanted:
+            json_events = min(sent, JSON_EVENTS)
+            results["ingest_json"] = run_step(
+                f"{step} ingest (JSON arrays)", "ingest.py",
+                ["--events", str(json_events), "--preload", str(scale - json_events), "--format", "json"],
+                files["ingest_json"], args.step_timeout,
+            )  # fmt: skip
+        if "otlp" in wanted:
+            results["otlp"] = run_step(
+                f"{step} OTLP", "otlp.py", ["--spans", str(sent), "--preload", str(scale - sent)],
+                files["otlp"], args.step_timeout,
             )  # fmt: skip
         orders = max(1, scale // 7)  # 7 lifecycle events an order: the scale's events
         if "timeline" in wanted:
             results["timeline"] = run_step(
                 f"{step} timeline", "timeline.py", ["--orders", str(orders), "--spans", str(orders * 8)],
-                work / f"timeline-{scale}.json", args.step_timeout,
+                files["timeline"], args.step_timeout,
             )  # fmt: skip
         if "evaluation" in wanted:
             results["order_state"] = run_step(
                 f"{step} evaluation", "order_state.py", ["--orders", str(max(1, scale // 5)), "--repeat", "3"],
-                work / f"order_state-{scale}.json", args.step_timeout,
+                files["order_state"], args.step_timeout,
             )  # fmt: skip
-        if number == 1 and "once" in wanted:
-            results["ingest_json"] = run_step(
-                f"{step} ingest (JSON arrays)", "ingest.py", ["--events", str(min(sent, 300_000)), "--format", "json"],
-                work / "ingest-json.json", args.step_timeout,
-            )  # fmt: skip
-            results["otlp"] = run_step(f"{step} OTLP", "otlp.py", [], work / "otlp.json", args.step_timeout)
         by_scale[scale] = results
         log(f"scale {human(scale)} done; {time.monotonic() - started:.0f} s so far")
     text = table(by_scale)
