@@ -60,10 +60,11 @@ class SeenIds:
         return int(2 * len(self) * 8)
 
     def load(self, hashes: np.ndarray, checks: np.ndarray) -> None:
-        """Replace the contents (any order, duplicates allowed)."""
+        """Replace the contents (any order, duplicates allowed). The arrays are taken over and
+        sorted in place: the load costs the filter's own size and no more."""
         hashes, checks = hashes.astype(np.uint64, copy=False), checks.astype(np.uint64, copy=False)
-        order = np.argsort(hashes)  # unstable: twice as fast, and equal hashes may go in any order
-        self._base, self._base_checks = hashes[order], checks[order]
+        sort_pairs(hashes, checks)
+        self._base, self._base_checks = hashes, checks
         self._runs = []
 
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -103,7 +104,7 @@ class SeenIds:
             # Fold the runs into the base once they are an eighth of it: each hash is copied
             # a bounded number of times, and merging sorted arrays is linear.
             if merged[0].size * 8 > self._base.size:
-                self._base, self._base_checks = _merge([(self._base, self._base_checks), merged])
+                self._base, self._base_checks = _merge_two(self._base, self._base_checks, *merged)
                 self._runs = []
             else:
                 self._runs = [merged]
@@ -142,6 +143,75 @@ def _probe(
             found[i] = True
 
 
+def sort_pairs(keys: np.ndarray, values: np.ndarray, split_from: int | None = None, shift: int = 56) -> None:
+    """Sort ``keys`` in place, ``values`` moved with them, with no copy of the arrays.
+
+    Arrays of ``split_from`` keys and more (default :data:`SPLIT_FROM`) are first split in
+    place into 256 buckets by the key's byte at ``shift`` (American flag sort, compiled), each
+    bucket then sorted on its own: a temporary the size of a bucket, not three the size of the
+    arrays as argsort and two gathers take (49M ids: 1.2 GB less at start), and about three
+    times faster. A bucket still that large (keys sharing their top bytes) is split again by
+    the next byte."""
+    split_from = SPLIT_FROM if split_from is None else split_from
+    if keys.size < split_from or shift < 0:
+        order = np.argsort(keys)  # unstable: twice as fast, and equal keys may go in any order
+        keys[:] = keys[order]
+        values[:] = values[order]
+        return
+    bounds = _partition(keys, values, np.uint64(shift))
+    for bucket in range(256):
+        lo, hi = bounds[bucket], bounds[bucket + 1]
+        if hi - lo > 1:
+            sort_pairs(keys[lo:hi], values[lo:hi], split_from, shift - 8)
+
+
+SPLIT_FROM = 1 << 22
+"""Arrays from this size (64 MB of keys) are sorted bucket by bucket (:func:`sort_pairs`)."""
+
+
+@compiled
+def _partition(keys: np.ndarray, values: np.ndarray, shift: np.uint64) -> np.ndarray:  # pragma: no cover
+    """Reorder both arrays in place by the keys' byte at ``shift``; the 257 bucket bounds."""
+    counts = np.zeros(257, dtype=np.int64)
+    for i in range(keys.size):
+        counts[((keys[i] >> shift) & 0xFF) + 1] += 1
+    bounds = np.cumsum(counts)
+    cursor = bounds[:256].copy()
+    for bucket in range(256):
+        end = bounds[bucket + 1]
+        while cursor[bucket] < end:
+            i = cursor[bucket]
+            key, value = keys[i], values[i]
+            home = (key >> shift) & 0xFF
+            while home != bucket:  # carry it to its bucket, taking up the one there
+                j = cursor[home]
+                cursor[home] += 1
+                keys[j], key = key, keys[j]
+                values[j], value = value, values[j]
+                home = (key >> shift) & 0xFF
+            keys[i], values[i] = key, value
+            cursor[bucket] += 1
+    return bounds
+
+
+@compiled
+def _merge_two(
+    a: np.ndarray, a_checks: np.ndarray, b: np.ndarray, b_checks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """Merge two sorted arrays (and their checks) into new ones, in one linear pass."""
+    n = a.size + b.size
+    out, out_checks = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+    i = j = 0
+    for k in range(n):
+        if j >= b.size or (i < a.size and a[i] <= b[j]):
+            out[k], out_checks[k] = a[i], a_checks[i]
+            i += 1
+        else:
+            out[k], out_checks[k] = b[j], b_checks[j]
+            j += 1
+    return out, out_checks
+
+
 def _sorted(hashes: np.ndarray, checks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hashes, checks = hashes.astype(np.uint64, copy=False), checks.astype(np.uint64, copy=False)
     order = np.argsort(hashes, kind="stable")
@@ -158,3 +228,6 @@ def compile_lookup() -> None:
     seen = SeenIds()
     seen.load(np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.uint64))
     seen.confirmed(np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.uint64))
+    one = np.zeros(1, dtype=np.uint64)
+    _partition(one, one.copy(), np.uint64(56))
+    _merge_two(one, one, one, one)

@@ -210,13 +210,13 @@ class EventWriter:
         [(expected,)] = self.store.rows(f"SELECT count() FROM {table}")
         hashes, checks = np.empty(expected, np.uint64), np.empty(expected, np.uint64)
         filled = 0
-        for batch in self.store.arrow_batches(f"SELECT xxHash64({key}) AS h, xxh3({key}) AS c FROM {table}"):
-            end = filled + batch.num_rows
+        for rows in self.store.uint64_rows(f"SELECT xxHash64({key}), xxh3({key}) FROM {table}", columns=2):
+            end = filled + rows.shape[0]
             if end > hashes.size:  # rows stored by another collector since the count
                 size = max(end, 2 * hashes.size)
                 hashes, checks = np.resize(hashes, size), np.resize(checks, size)
-            hashes[filled:end] = batch.column(0).to_numpy()
-            checks[filled:end] = batch.column(1).to_numpy()
+            hashes[filled:end] = rows[:, 0]
+            checks[filled:end] = rows[:, 1]
             filled = end
         return hashes[:filled], checks[:filled]
 
