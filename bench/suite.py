@@ -247,7 +247,8 @@ FIGURES = [
         at_least=False,
         target_scale=10_000_000,
         why_missed="the peak (VmHWM) is reached at start, not under load: the engine opens at ~300-400 MiB, "
-        "the dedup filter (16 bytes an id) is streamed into preallocated arrays and sorted, and the "
+        "the dedup filter (16 bytes an id) streams in RowBinary rows into two preallocated arrays, "
+        "sorted in place bucket by bucket, and the "
         "re-application of the last events to the per-order state streams in small blocks on one "
         "thread (0.85 GiB for 9M events, from 1.7 GiB)",
     ),
