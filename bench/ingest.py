@@ -41,13 +41,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.threads import cores_by_name, python_threads, thread_ticks  # noqa: E402
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 GOAL_HTTP_EVENTS_PER_S = 50_000
 GOAL_RATIO = 0.4
@@ -175,7 +178,27 @@ PRELOAD_ORDERS_FROM = 100_000_000
 def preload_only(args: argparse.Namespace) -> int:
     """Store ``--preload`` events in a fresh server data directory, straight into the tables
     (the order_state generator, a million orders at a time), before the server starts."""
-    from bench.order_state import generate, settle_merges
+    from bench.order_state import generate
+
+    def chunks() -> Iterator[pa.Table]:
+        stored, first = 0, PRELOAD_ORDERS_FROM
+        while stored < args.preload:
+            orders = min(1_000_000, (args.preload - stored) // 5 + 1000)  # about 6 events an order
+            table, _ = generate(orders, args.seed + first, first)
+            table = table.slice(0, args.preload - stored)
+            for offset in range(0, table.num_rows, 500_000):
+                yield table.slice(offset, 500_000)
+            stored += table.num_rows
+            first += orders
+
+    return preload_store(Path(args.data_dir), "events", chunks(), args.preload, "events")
+
+
+def preload_store(data_dir: Path, table: str, chunks: Iterator[pa.Table], total: int, unit: str) -> int:
+    """Insert ``chunks`` (``total`` rows) into ``table`` of a fresh server data directory,
+    straight into the tables, then leave it as a service that stored them and stopped cleanly
+    would; prints how many were stored, as JSON, for :func:`run_preload`."""
+    from bench.order_state import settle_merges
     from flowsight import migrations
     from flowsight.app import MIGRATIONS
     from flowsight.collector.spool import Spool
@@ -183,26 +206,23 @@ def preload_only(args: argparse.Namespace) -> int:
     from flowsight.ddl import Schema
     from flowsight.store import Store
 
-    store = Store.connect(f"chdb://{Path(args.data_dir) / 'clickhouse'}", DATABASE)
+    store = Store.connect(f"chdb://{data_dir / 'clickhouse'}", DATABASE)
     schema = Schema(DATABASE)
     migrations.migrate(store, schema, MIGRATIONS)
-    stored, first = 0, PRELOAD_ORDERS_FROM
-    while stored < args.preload:
-        chunk = min(1_000_000, (args.preload - stored) // 5 + 1000)  # about 6 events an order
-        table, _ = generate(chunk, args.seed + first, first)
-        table = table.slice(0, args.preload - stored)
-        for offset in range(0, table.num_rows, 500_000):
-            store.insert_arrow(schema.table("events"), table.slice(offset, 500_000), settings=INSERT_SETTINGS)
-        stored += table.num_rows
-        first += chunk
-        log(f"preload: {stored * 100 // args.preload:3d}% {stored:,}/{args.preload:,} events")
-    # As in a service that stored these events over time: otherwise the server's engine would
+    stored, reported = 0, 0
+    for chunk in chunks:
+        store.insert_arrow(schema.table(table), chunk, settings=INSERT_SETTINGS)
+        stored += chunk.num_rows
+        if stored - reported >= total // 8 or stored == total:
+            log(f"preload: {stored * 100 // total:3d}% {stored:,}/{total:,} {unit}")
+            reported = stored
+    # As in a service that stored these rows over time: otherwise the server's engine would
     # start merging tens of half-million-row parts just as the timed phase begins.
     settle_merges(store, timeout_s=900.0, quiet_s=3.0)
     store.close()
-    # As a service that stored these events and stopped cleanly leaves it: no commit half-done,
-    # so the server's start re-applies nothing (after a crash it would re-apply the last events).
-    Spool(Path(args.data_dir) / "spool", 1 << 30).mark_clean_stop()
+    # As a service that stored them and stopped cleanly leaves it: no commit half-done, so the
+    # server's start re-applies nothing (after a crash it would re-apply the last events).
+    Spool(data_dir / "spool", 1 << 30).mark_clean_stop()
     print(json.dumps({"preloaded": stored}))
     return 0
 
@@ -572,10 +592,12 @@ class Load:
             conn.close()
 
 
-def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def get(
+    port: int, path: str, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -596,9 +618,17 @@ def metric(text: str, name: str) -> float | None:
     return None
 
 
-def start_server(run: Run, data_dir: Path, port: int, deadline: float) -> subprocess.Popen[bytes]:
+def start_server(
+    run: Run,
+    data_dir: Path,
+    port: int,
+    deadline: float,
+    headers: dict[str, str] | None = None,
+    after_evaluation: bool = True,
+) -> subprocess.Popen[bytes]:
     """``flowsight serve`` on its defaults (no FLOWSIGHT_* variable of the caller leaks in), once
-    ready and once its start-up evaluation is done."""
+    ready and (``after_evaluation``) once its start-up evaluation is done; ``headers`` go with
+    the requests that ask."""
     server_log = data_dir / "server.log"
     cmd = [sys.executable, "-m", "flowsight.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--data-dir", str(data_dir)]
@@ -614,15 +644,17 @@ def start_server(run: Run, data_dir: Path, port: int, deadline: float) -> subpro
         if time.monotonic() > min(deadline, started + 120):
             raise Aborted(f"the server was not ready within 120 s:\n{server_log_tail(server_log)}")
         with contextlib.suppress(OSError):
-            if get(port, "/readyz", timeout=2)[0] == 200:
+            if get(port, "/readyz", timeout=2, headers=headers)[0] == 200:
                 break
         time.sleep(0.1)
     log(f"http: server ready in {time.monotonic() - started:.1f} s (pid {server.pid}, port {port})")
+    if not after_evaluation:
+        return server
     # The service evaluates its SLOs at start, then every minute; time the load after that
     # first evaluation (over preloaded data it takes seconds of both cores), as between two
     # evaluations.
     while True:
-        status, text = get(port, "/metrics", timeout=10)
+        status, text = get(port, "/metrics", timeout=10, headers=headers)
         taken = metric(text.decode(), "flowsight_evaluation_duration_seconds") if status == 200 else None
         if taken is not None:
             log(f"http: the start-up evaluation took {taken:.1f} s; timing starts after it")

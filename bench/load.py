@@ -28,7 +28,6 @@ Run ``python bench/load.py --help`` for the options and bench/README.md for how 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import http.client
 import itertools
@@ -59,6 +58,7 @@ from bench.ingest import (  # noqa: E402
     Aborted,
     Run,
     free_port,
+    get,
     iter_events,
     machine_info,
     metric,
@@ -66,6 +66,7 @@ from bench.ingest import (  # noqa: E402
     proc_cpu_seconds,
     proc_status,
     server_log_tail,
+    start_server,
     write_json,
 )
 from flowsight.collector.seen_ids import hash_ids  # noqa: E402
@@ -443,40 +444,6 @@ class Load:
 
 
 # -- the server ----------------------------------------------------------------------------------
-
-
-def http_get(port: int, path: str, headers: dict[str, str], timeout: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def start_server(run: Run, data_dir: Path, port: int, headers: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``flowsight serve`` on its defaults (no FLOWSIGHT_* variable of the caller), once ready."""
-    cmd = [sys.executable, "-m", "flowsight.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--data-dir", str(data_dir)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSIGHT_")}
-    log(f"starting {shlex.join(cmd[1:])}")
-    server_log = data_dir / "server.log"
-    with server_log.open("wb") as sink:
-        server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    run.children.append(server)
-    started = time.monotonic()
-    while True:
-        if server.poll() is not None:
-            raise Aborted(f"the server exited with {server.returncode}:\n{server_log_tail(server_log)}")
-        if time.monotonic() > started + 120:
-            raise Aborted(f"the server was not ready within 120 s:\n{server_log_tail(server_log)}")
-        with contextlib.suppress(OSError):
-            if http_get(port, "/readyz", headers, timeout=2)[0] == 200:
-                break
-        time.sleep(0.1)
-    log(f"server ready in {time.monotonic() - started:.1f} s (pid {server.pid}, port {port})")
-    return server
 
 
 def stop_server(server: subprocess.Popen[bytes], server_log: Path) -> tuple[int | None, float]:
@@ -1027,7 +994,7 @@ def drive(
 def writer_figures(port: int, headers: dict[str, str], seconds: float) -> dict[str, Any]:
     """The server's own ingest figures (``/metrics``) after the load: commits and writer time."""
     try:
-        status, body = http_get(port, "/metrics", headers, timeout=30)
+        status, body = get(port, "/metrics", timeout=30, headers=headers)
     except OSError as exc:
         return {"error": str(exc)}
     if status != 200:
@@ -1071,7 +1038,7 @@ def _load_test(args: argparse.Namespace, run: Run, started: float) -> int:
     server_log = data_dir / "server.log"
     port = free_port()
     load = Load(port, args.token, args.duration, args.seed)
-    server = start_server(run, data_dir, port, load.headers)
+    server = start_server(run, data_dir, port, math.inf, load.headers, after_evaluation=False)
     done = drive(args, load, server, events, spans)
     if done.died:
         raise Aborted(f"the server died during the load:\n{server_log_tail(server_log)}")

@@ -25,7 +25,6 @@ import argparse
 import base64
 import hashlib
 import itertools
-import json
 import os
 import re
 import shlex
@@ -56,6 +55,7 @@ from bench.ingest import (  # noqa: E402
     metric,
     percentile,
     positive,
+    preload_store,
     proc_cpu_seconds,
     proc_status,
     run_preload,
@@ -795,32 +795,19 @@ def preload_only(args: argparse.Namespace) -> int:
     its own order's, before the server starts."""
     import numpy as np
 
-    from bench.order_state import settle_merges
     from bench.timeline import span_chunk
-    from flowsight import migrations
-    from flowsight.app import MIGRATIONS
-    from flowsight.collector.spool import Spool
-    from flowsight.collector.writer import INSERT_SETTINGS
-    from flowsight.ddl import Schema
-    from flowsight.store import Store
 
-    store = Store.connect(f"chdb://{Path(args.data_dir) / 'clickhouse'}", DATABASE)
-    schema = Schema(DATABASE)
-    migrations.migrate(store, schema, MIGRATIONS)
     traces = -(-args.preload // PRELOAD_SPANS_PER_TRACE)
-    stored, step = 0, 50_000
-    for first in range(0, traces, step):
-        chunk = span_chunk(np.arange(first, min(first + step, traces)), PRELOAD_SPANS_PER_TRACE, traces)
-        chunk = chunk.slice(0, args.preload - stored)
-        store.insert_arrow(schema.table("otel_traces"), chunk, settings=INSERT_SETTINGS)
-        stored += chunk.num_rows
-        if (first // step) % 10 == 0 or stored == args.preload:
-            log(f"preload: {stored * 100 // args.preload:3d}% {stored:,}/{args.preload:,} spans")
-    settle_merges(store, timeout_s=900.0, quiet_s=3.0)
-    store.close()
-    Spool(Path(args.data_dir) / "spool", 1 << 30).mark_clean_stop()
-    print(json.dumps({"preloaded": stored}))
-    return 0
+
+    def chunks() -> Iterator[Any]:
+        stored, step = 0, 50_000
+        for first in range(0, traces, step):
+            chunk = span_chunk(np.arange(first, min(first + step, traces)), PRELOAD_SPANS_PER_TRACE, traces)
+            chunk = chunk.slice(0, args.preload - stored)
+            stored += chunk.num_rows
+            yield chunk
+
+    return preload_store(Path(args.data_dir), "otel_traces", chunks(), args.preload, "spans")
 
 
 def preload_phase(args: argparse.Namespace, data_dir: Path, deadline: float) -> int:
