@@ -1108,17 +1108,22 @@ def parser() -> argparse.ArgumentParser:
         default="ndjson",
         help="request bodies: NDJSON or JSON arrays",
     )
+    add_preload_options(p, "events")
+    p.add_argument("--direct-only", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--direct-chunks", help=argparse.SUPPRESS)
+    return p
+
+
+def add_preload_options(p: argparse.ArgumentParser, unit: str) -> None:
+    """``--preload N`` and the options of the process that stores them (:func:`run_preload`)."""
     p.add_argument(
         "--preload",
         type=int,
         default=0,
-        help="events stored in the server's database before it starts (ingest cost at that much data)",
+        help=f"{unit} stored in the server's database before it starts (ingest cost at that much data)",
     )
     p.add_argument("--preload-only", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--direct-only", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--direct-chunks", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", help=argparse.SUPPRESS)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

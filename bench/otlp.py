@@ -48,6 +48,7 @@ from bench.ingest import (  # noqa: E402
     WINDOW_START_MS,
     Aborted,
     Run,
+    add_preload_options,
     free_port,
     get,
     log,
@@ -1037,14 +1038,7 @@ def parser() -> argparse.ArgumentParser:
         help="seconds after which the whole run aborts and kills the server",
     )
     p.add_argument("--seed", type=int, default=20261126, help="seed of the generated spans")
-    p.add_argument(
-        "--preload",
-        type=int,
-        default=0,
-        help="spans stored in the server's database before it starts (ingest cost at that much data)",
-    )
-    p.add_argument("--preload-only", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--data-dir", help=argparse.SUPPRESS)
+    add_preload_options(p, "spans")
     return p
 
 
