@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,8 +14,8 @@ from flowsight.auth import principal_of
 from flowsight.collector.body import BodyError, decode, read_limited
 from flowsight.collector.dead_letters import DeadLetterStore
 from flowsight.collector.ingest import BadBody, EventIngestor, TooManyEvents
-from flowsight.collector.spool import SpoolFull
 from flowsight.collector.timeline import TimelineReader, UnknownCorrelation
+from flowsight.collector.wal import WalFull, WalWriteFailed
 from flowsight.collector.writer import Backpressure
 from flowsight.workflows import WorkflowCatalog
 
@@ -43,9 +44,13 @@ def router(
     max_decompressed_bytes: int,
     retry_after_seconds: int,
     ingest: bool = True,
+    loaded: Callable[[str], None] = lambda correlation_id: None,
+    caught_up: Callable[[], None] = lambda: None,
 ) -> APIRouter:
     """The collector's routes, bound to its services; without ``ingest`` (an evaluator
-    instance) only the reads."""
+    instance) only the reads. ``loaded`` returns once the acknowledged events of an order are
+    readable (or raises), ``caught_up`` once everything acknowledged is, so a read after an
+    acknowledgement (a timeline, the dead letters) shows what it acknowledged."""
     api = APIRouter()
 
     @api.post(
@@ -57,21 +62,18 @@ def router(
     )
     async def post_events(request: Request) -> Response:
         try:
-            with ingestor.writer.arriving():  # a batch waiting to be written may wait for this one
-                raw = await read_limited(
-                    request.stream(), request.headers.get("content-length"), max_body_bytes
-                )
-                body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
-                result = await ingestor.ingest(
-                    body, request.headers.get("content-type"), sender=principal_of(request.state)
-                )
+            raw = await read_limited(request.stream(), request.headers.get("content-length"), max_body_bytes)
+            body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
+            result = await ingestor.ingest(
+                body, request.headers.get("content-type"), sender=principal_of(request.state)
+            )
         except BodyError as exc:
             return error_response(exc.status, exc.message)
         except BadBody as exc:
             return error_response(400, f"{exc} (kept as a dead letter)")
         except TooManyEvents as exc:
             return error_response(413, str(exc))
-        except (SpoolFull, Backpressure) as exc:
+        except (WalFull, WalWriteFailed, Backpressure) as exc:
             return error_response(503, f"{exc}; retry later", retry_after_seconds)
         return json_response(result.to_json())
 
@@ -81,6 +83,7 @@ def router(
         tags=["orders"],
     )
     def get_timeline(correlation_id: str) -> Response:
+        loaded(correlation_id)
         try:
             doc = timelines.timeline(correlation_id, catalog(), clock())
         except UnknownCorrelation:
@@ -94,6 +97,7 @@ def router(
         pending: bool = Query(False, description="Only those not yet replayed successfully"),
         source: str | None = Query(None, max_length=64),
     ) -> Response:
+        caught_up()
         total, letters = dead_letter_store.page(
             limit=limit, offset=offset, pending_only=pending, source=source
         )
@@ -112,9 +116,10 @@ def router(
         tags=["dead letters"],
     )
     async def replay_dead_letters(limit: int = Query(10_000, ge=1, le=100_000)) -> Response:
+        await asyncio.to_thread(caught_up)
         try:
             summary = await ingestor.replay(limit)
-        except (SpoolFull, Backpressure) as exc:
+        except (WalFull, WalWriteFailed, Backpressure) as exc:
             return error_response(503, f"{exc}; retry later", retry_after_seconds)
         return json_response(summary)
 

@@ -40,7 +40,12 @@ def payload_text(payload: Any) -> str:
 
 
 def build(received_at_ms: int, source: str, rejected: Sequence[tuple[str, str, Any]]) -> pa.Table:
-    """Dead-letter rows for ``(event_id, reason, payload)`` triples."""
+    """Dead-letter rows for ``(event_id, reason, payload)`` triples from one source."""
+    return build_from(received_at_ms, [(source, *r) for r in rejected])
+
+
+def build_from(received_at_ms: int, rejected: Sequence[tuple[str, str, str, Any]]) -> pa.Table:
+    """Dead-letter rows for ``(source, event_id, reason, payload)``."""
     if not rejected:
         return EMPTY
     n = len(rejected)
@@ -48,10 +53,10 @@ def build(received_at_ms: int, source: str, rejected: Sequence[tuple[str, str, A
         [
             pa.array([uuid.uuid4().hex for _ in range(n)], pa.string()),
             pa.array([received_at_ms] * n, pa.timestamp("ms", tz="UTC")),
-            pa.array([source] * n, pa.string()),
-            pa.array([reason for _, reason, _ in rejected], pa.string()),
-            pa.array([event_id for event_id, _, _ in rejected], pa.string()),
-            pa.array([payload_text(p) for _, _, p in rejected], pa.string()),
+            pa.array([source for source, _, _, _ in rejected], pa.string()),
+            pa.array([reason for _, _, reason, _ in rejected], pa.string()),
+            pa.array([event_id for _, event_id, _, _ in rejected], pa.string()),
+            pa.array([payload_text(p) for _, _, _, p in rejected], pa.string()),
         ],
         schema=DEAD_LETTER_SCHEMA,
     )

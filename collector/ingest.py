@@ -54,7 +54,6 @@ class IngestResult:
     duplicates: int = 0
     rejected: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
-    spooled: bool = False
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -184,7 +183,7 @@ class EventIngestor:
         Raises:
             BadBody: the body is not JSON; it is kept as a dead letter before this is raised.
             TooManyEvents: over the per-request limit.
-            writer.Backpressure, spool.SpoolFull: nothing was accepted; retry later.
+            writer.Backpressure, wal.WalFull, wal.WalWriteFailed: nothing was accepted; retry later.
         """
         if len(body) >= COLUMNAR_MIN_BYTES and media_type(content_type) in NDJSON_TYPES:
             validate = functools.partial(
@@ -242,7 +241,6 @@ class EventIngestor:
             duplicates=outcome.duplicates,
             rejected=len(batch.errors),
             errors=[{"index": i, "event_id": eid, "error": error} for i, eid, error in batch.errors],
-            spooled=outcome.spooled,
         )
 
     async def _keep_body(self, body: bytes, reason: str, source: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -381,3 +382,10 @@ def _span_problem(span: Any) -> str:
                 "past what can be stored"
             )
     return ""
+
+
+def span_keys(spans: pa.Table) -> pa.ChunkedArray:
+    """``trace_id + span_id`` of each span: its identity."""
+    if not spans.num_rows:
+        return pa.chunked_array([], pa.string())
+    return pc.binary_join_element_wise(spans.column("TraceId"), spans.column("SpanId"), "")

@@ -17,7 +17,7 @@ from flowsight.auth import Principal, principal_of
 from flowsight.collector.body import BodyError, decode, read_limited
 from flowsight.collector.otlp import JSON, OtlpDecodeError, UnsupportedMediaType, media_type
 from flowsight.collector.otlp_ingest import OtlpIngestor, OtlpResult
-from flowsight.collector.spool import SpoolFull
+from flowsight.collector.wal import WalFull, WalWriteFailed
 from flowsight.collector.writer import Backpressure
 
 _GRPC_CODES = {400: 3, 413: 8, 415: 3, 404: 12, 503: 14}  # INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...
@@ -53,17 +53,14 @@ def router(
         except UnsupportedMediaType as exc:
             return status_response(415, str(exc), JSON)
         try:
-            with ingestor.writer.arriving():  # a batch waiting to be written may wait for this one
-                raw = await read_limited(
-                    request.stream(), request.headers.get("content-length"), max_body_bytes
-                )
-                body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
-                result = await handle(body, media, principal_of(request.state))
+            raw = await read_limited(request.stream(), request.headers.get("content-length"), max_body_bytes)
+            body = decode(raw, request.headers.get("content-encoding"), max_decompressed_bytes)
+            result = await handle(body, media, principal_of(request.state))
         except BodyError as exc:
             return status_response(exc.status, exc.message, media)
         except OtlpDecodeError as exc:
             return status_response(400, str(exc), media)
-        except (SpoolFull, Backpressure) as exc:
+        except (WalFull, WalWriteFailed, Backpressure) as exc:
             return status_response(503, f"{exc}; retry later", media, retry_after_seconds)
         return encode(respond(result), media)
 

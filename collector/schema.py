@@ -323,3 +323,51 @@ def _trace_spans(schema: Schema) -> list[str]:
 
 
 MIGRATIONS.append(Migration("collector/0005_trace_spans", _trace_spans))
+
+# -- when each event was loaded ---------------------------------------------------------------------
+# Events reach ClickHouse from the write-ahead log, after an outage long after they were
+# acknowledged (``ingested_at``). ``loaded_at`` is the database's own clock at the insert: other
+# collectors learn the ids stored since they last looked by it, and the view repair at start
+# re-applies the events loaded last, whatever their ingest time.
+
+LOADED_AT = "loaded_at DateTime64(3, 'UTC')"
+
+
+def _loaded_at(schema: Schema) -> list[str]:
+    local, on_cluster = schema.local("events"), schema.on_cluster
+    statements = [
+        # Rows stored before this column get their ingest time, written into their parts, so the
+        # default that follows (the insert's time) is never computed for them at read time.
+        f"ALTER TABLE {local}{on_cluster} ADD COLUMN IF NOT EXISTS {LOADED_AT} DEFAULT ingested_at",
+        f"ALTER TABLE {local}{on_cluster} MATERIALIZE COLUMN loaded_at SETTINGS mutations_sync = 2",
+        f"ALTER TABLE {local}{on_cluster} MODIFY COLUMN {LOADED_AT} DEFAULT now64(3)",
+        f"ALTER TABLE {local}{on_cluster} ADD INDEX IF NOT EXISTS loaded_at_idx loaded_at TYPE minmax GRANULARITY 1",
+        f"ALTER TABLE {local}{on_cluster} MATERIALIZE INDEX loaded_at_idx SETTINGS mutations_sync = 2",
+    ]
+    if schema.cluster:
+        statements.append(
+            f"ALTER TABLE {schema.table('events')}{on_cluster} ADD COLUMN IF NOT EXISTS {LOADED_AT} DEFAULT now64(3)"
+        )
+    return statements
+
+
+MIGRATIONS.append(Migration("collector/0006_events_loaded_at", _loaded_at))
+
+# -- inserts reach the disk before the log lets them go ----------------------------------------------
+# The loader deletes a write-ahead-log segment once its inserts returned; by default ClickHouse
+# leaves a new part in the page cache, which a power cut loses. With the loader's few large
+# inserts a second, an fsync of each part costs little.
+
+LOADED_TABLES = ("events", "order_state", "system_minutes", "otel_traces", "otel_traces_trace_id_ts",
+                 "trace_correlations", "trace_spans", "dead_letters")  # fmt: skip
+
+
+def _fsync_parts(schema: Schema) -> list[str]:
+    return [
+        f"ALTER TABLE {schema.local(name)}{schema.on_cluster} "
+        "MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1"
+        for name in LOADED_TABLES
+    ]
+
+
+MIGRATIONS.append(Migration("collector/0007_fsync_parts", _fsync_parts))

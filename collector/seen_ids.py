@@ -1,18 +1,19 @@
-"""The in-memory dedup filter: two 64-bit hashes of every stored event_id.
+"""The in-memory dedup filter: two 64-bit hashes of every id seen within a window.
 
 Looking each batch's ids up in ClickHouse reads more of the table the more it holds (ids are
-random, so every granule qualifies). Instead the writer keeps ``xxHash64(event_id)`` of every
-stored event in memory as sorted NumPy arrays, with ``xxh3(event_id)`` beside each (16 bytes an
-event: 160 MB at 10M events), loaded from the ``events`` table at start with the same hashes
+random, so every granule qualifies), and cannot see what waits in the write-ahead log. Instead
+the writer keeps ``xxHash64(id)`` of every id stored or logged in memory as sorted NumPy
+arrays, with ``xxh3(id)`` beside each (16 bytes an id), loaded at start with the same hashes
 ClickHouse computes. A batch is checked in ascending order, each id searched for from where the
-last was found (compiled, galloping then halving). An id whose two hashes are
-both stored is a resend (two independent 64-bit hashes agreeing by chance: about one in 2^128);
-an id whose first hash is stored but not its second is a real collision of the first, and only
-those rare ids are verified against ClickHouse, so no distinct event is dropped for a collision
-and a burst of resends costs no query.
+last was found (compiled, galloping then halving), and every stored entry sharing its first
+hash is compared on the second: an id is a resend when both are stored together (two
+independent 64-bit hashes agreeing by chance: about one in 2^128), so the answer is exact
+without asking ClickHouse, whether the first copy is loaded or still in the log.
 
 New hashes go to small sorted runs that are merged into the main array in the background of
-commits, like an LSM tree, so adding stays cheap.
+commits, like an LSM tree, so adding stays cheap. :class:`IdWindow` keeps them in generations
+of an eighth of the dedup window each and drops whole generations as they leave the window, so
+memory holds the window's ids and no more.
 """
 
 from __future__ import annotations
@@ -70,29 +71,13 @@ class SeenIds:
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(self._base, self._base_checks), *self._runs]
 
-    def _lookup(self, hashes: np.ndarray, checks: np.ndarray | None) -> np.ndarray:
-        # The ids are searched in ascending order, each search galloping on from where the last
-        # ended (compiled, without the GIL): a batch's ids are a sparse sample of the stored
-        # ones, so the probes stay near each other instead of each binary search crossing the
-        # whole array (with 49M stored ids: ~130 ms a 30k-id commit with NumPy's searchsorted).
-        order = np.argsort(hashes)
-        ordered = hashes[order]
-        ordered_checks = checks[order] if checks is not None else ordered
-        found = np.zeros(hashes.size, dtype=bool)
-        for array, array_checks in self._arrays():
-            if array.size:
-                _probe(array, array_checks, ordered, ordered_checks, checks is not None, found)
-        out = np.empty_like(found)
-        out[order] = found
-        return out
-
     def contains(self, hashes: np.ndarray) -> np.ndarray:
-        """A boolean mask: which of ``hashes`` are (probably) stored (the first hash alone)."""
-        return self._lookup(hashes, None)
+        """A boolean mask: which of ``hashes`` are stored as a first hash."""
+        return _lookup(self._arrays(), hashes, None)
 
     def confirmed(self, hashes: np.ndarray, checks: np.ndarray) -> np.ndarray:
         """A boolean mask: which ids have both hashes stored together (resends)."""
-        return self._lookup(hashes, checks)
+        return _lookup(self._arrays(), hashes, checks)
 
     def add(self, hashes: np.ndarray, checks: np.ndarray) -> None:
         """Record newly stored ids."""
@@ -108,6 +93,89 @@ class SeenIds:
                 self._runs = []
             else:
                 self._runs = [merged]
+
+
+def _lookup(
+    arrays: list[tuple[np.ndarray, np.ndarray]], hashes: np.ndarray, checks: np.ndarray | None
+) -> np.ndarray:
+    # The ids are searched in ascending order, each search galloping on from where the last
+    # ended (compiled, without the GIL): a batch's ids are a sparse sample of the stored ones,
+    # so the probes stay near each other instead of each binary search crossing the whole array
+    # (with 49M stored ids: ~130 ms a 30k-id commit with NumPy's searchsorted).
+    order = np.argsort(hashes)
+    ordered = hashes[order]
+    ordered_checks = checks[order] if checks is not None else ordered
+    found = np.zeros(hashes.size, dtype=bool)
+    for array, array_checks in arrays:
+        if array.size:
+            _probe(array, array_checks, ordered, ordered_checks, checks is not None, found)
+    out = np.empty_like(found)
+    out[order] = found
+    return out
+
+
+class IdWindow:
+    """The ids seen within ``window_ms``, in :data:`GENERATIONS` generations by time (ingest
+    time at run time; what the start loads from ClickHouse says which time), each a
+    :class:`SeenIds`; a generation goes whole once it is older than the window."""
+
+    def __init__(self, window_ms: int):
+        self.window_ms = window_ms
+        self.span_ms = max(1, -(-window_ms // GENERATIONS))
+        self._generations: dict[int, SeenIds] = {}
+
+    def __len__(self) -> int:
+        return sum(len(g) for g in self._generations.values())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(g.nbytes for g in self._generations.values())
+
+    @property
+    def generations(self) -> int:
+        return len(self._generations)
+
+    def generation(self, ms: int) -> int:
+        """The generation an id seen at ``ms`` (milliseconds since the epoch) belongs to."""
+        return ms // self.span_ms
+
+    def oldest_kept(self, now_ms: int) -> int:
+        """The oldest generation still (partly) within the window at ``now_ms``."""
+        return self.generation(now_ms - self.window_ms)
+
+    def load(self, generation: int, hashes: np.ndarray, checks: np.ndarray) -> None:
+        """Set one generation's ids (any order; the arrays are taken over, see :meth:`SeenIds.load`)."""
+        seen = SeenIds()
+        seen.load(hashes, checks)
+        self._generations[generation] = seen
+
+    def add(self, hashes: np.ndarray, checks: np.ndarray, now_ms: int) -> None:
+        """Record ids seen at ``now_ms``."""
+        if hashes.size:
+            self._generations.setdefault(self.generation(now_ms), SeenIds()).add(hashes, checks)
+
+    def expire(self, now_ms: int) -> int:
+        """Drop the generations wholly older than the window; how many ids went."""
+        oldest = self.oldest_kept(now_ms)
+        gone = [g for g in self._generations if g < oldest]
+        dropped = sum(len(self._generations[g]) for g in gone)
+        for g in gone:
+            del self._generations[g]
+        return dropped
+
+    def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [a for g in self._generations.values() for a in g._arrays()]
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        """A boolean mask: which of ``hashes`` are stored as a first hash."""
+        return _lookup(self._arrays(), hashes, None)
+
+    def confirmed(self, hashes: np.ndarray, checks: np.ndarray) -> np.ndarray:
+        """A boolean mask: which ids have both hashes stored together (seen before)."""
+        return _lookup(self._arrays(), hashes, checks)
+
+
+GENERATIONS = 8
 
 
 @compiled
@@ -139,8 +207,16 @@ def _probe(
                 else:
                     right = mid
             lo = left
-        if lo < n and array[lo] == x and (not with_checks or array_checks[lo] == needle_checks[i]):
-            found[i] = True
+        if lo < n and array[lo] == x:
+            if not with_checks:
+                found[i] = True
+            else:  # every entry with this first hash: two ids may share it
+                k = lo
+                while k < n and array[k] == x:
+                    if array_checks[k] == needle_checks[i]:
+                        found[i] = True
+                        break
+                    k += 1
 
 
 def sort_pairs(keys: np.ndarray, values: np.ndarray, split_from: int | None = None, shift: int = 56) -> None:

@@ -1,20 +1,17 @@
-"""The event writer: one thread that deduplicates and inserts batches, or spools them.
+"""The event writer: one thread that deduplicates batches and commits them to the write-ahead log.
 
 Requests hand their validated batch to :meth:`EventWriter.submit` and wait on the returned
-future; the writer merges what is waiting (up to ``batch_rows`` events) into one commit, so many
-small requests share a few large inserts. A small batch waits (up to ``linger_seconds``) while
-other requests are still arriving (:meth:`EventWriter.arriving`, from the first byte of a
-request to its submit), since an insert has a fixed cost (tens of milliseconds, more for spans)
-besides its rows; a lone sender's batch is written at once. A future resolves only once its
-events are durable: in ClickHouse, or fsynced in the spool while ClickHouse is unreachable.
+future. The writer takes everything waiting (up to ``batch_rows`` rows) as one group commit:
+it drops ids repeated within the group or seen before (the :class:`~.seen_ids.IdWindow` filter
+holds every id stored or logged within the dedup window, so the answer is exact whether the
+first copy is in ClickHouse or still in the log), appends the rest as one record to the
+:class:`~.wal.WriteAheadLog`, fsynced, and only then resolves the futures. While it fsyncs,
+the next requests queue up and share the next record, so a sender of one event per request
+waits for about one fsync, not for an insert. The record goes on to the
+:class:`~.loader.Loader`, which inserts it into ClickHouse.
 
-A commit drops ids repeated within the batch, checks the rest against the in-memory
-:class:`~flowsight.collector.seen_ids.SeenIds` filter (verifying in ClickHouse only the rare ids
-whose first hash alone is known),
-then inserts once into ``events``, whose materialized view feeds the per-order state. At start,
-:meth:`EventWriter.repair_state` re-applies the last minutes of events to that state (min/max:
-idempotent), covering a crash between the two parts of an insert being written; after a clean
-stop (every commit whole, recorded in the spool directory) there is nothing to re-apply.
+There is one path whether ClickHouse is up or not: while it is down the log grows, and when the
+log is full (its capacity or its volume) senders get 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -24,12 +21,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -37,43 +32,21 @@ import pyarrow.compute as pc
 
 from flowsight.collector import dead_letters
 from flowsight.collector.events import EVENT_SCHEMA
-from flowsight.collector.otlp import SPAN_SCHEMA
-from flowsight.collector.schema import ORDER_STATE_MV, SYSTEM_MINUTES_MV
-from flowsight.collector.seen_ids import Prints, SeenIds, fingerprints
-from flowsight.collector.spool import Spool, SpoolFull
+from flowsight.collector.loader import Loader
+from flowsight.collector.otlp import SPAN_SCHEMA, span_keys
+from flowsight.collector.seen_ids import IdWindow, Prints, fingerprints
+from flowsight.collector.wal import Batch, WalFull, WalWriteFailed, WriteAheadLog
 from flowsight.ddl import Schema
-from flowsight.store import Store, StoreUnavailable
-from flowsight.timefmt import as_utc
+from flowsight.store import Store
+from flowsight.timefmt import to_ms
 
 log = logging.getLogger(__name__)
 
-LOOKUP_CHUNK = 20_000
-INSERT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
-"""Upper bounds (seconds) of the insert-latency histogram."""
+FSYNC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, float("inf"))
+"""Upper bounds (seconds) of the commit-latency histogram (append and fsync)."""
 EMPTY_SPANS = SPAN_SCHEMA.empty_table()
-INSERT_SETTINGS = {"optimize_on_insert": 0, "max_partitions_per_insert_block": 0}
-"""Rows are unique by then (no merge at insert), and a backfill may span any number of
-monthly (events) or daily (spans) partitions in one commit."""
-REPAIR_WINDOW = timedelta(minutes=10)
-REPAIR_SETTINGS = (
-    " SETTINGS max_partitions_per_insert_block = 0, max_threads = 1, max_insert_threads = 1,"
-    " max_block_size = 65536, min_insert_block_size_rows = 262144, min_insert_block_size_bytes = 67108864"
-)
-"""The repair streams in small blocks on one thread: its memory stays flat however many events
-the window holds (an import can put millions behind one ingest time)."""
-REFRESH_OVERLAP = timedelta(seconds=30)
-"""How far back a refresh looks before the last seen ingest time (clock skew between collectors)."""
-
-
-@dataclass
-class _Arrival:
-    """One request's mark in :meth:`EventWriter.arriving` (changed with the writer's lock held)."""
-
-    writer: EventWriter
-    pending: bool = True
-
-
-_ARRIVAL: ContextVar[_Arrival | None] = ContextVar("flowsight_writer_arrival", default=None)
+REFRESH_OVERLAP_MS = 30_000
+"""How far back a refresh looks before the newest load time it saw (inserts that were under way)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +55,6 @@ class WriteOutcome:
 
     accepted: int
     duplicates: int
-    spooled: bool = False
     spans_accepted: int = 0
     spans_duplicates: int = 0
 
@@ -99,6 +71,7 @@ class _Pending:
     hashes: Prints
     spans: pa.Table
     span_hashes: Prints
+    correlations: np.ndarray
 
     @property
     def rows(self) -> int:
@@ -110,60 +83,54 @@ class WriterStats:
     """Counters the service exposes about its writer."""
 
     commits: int = 0
-    rows_inserted: int = 0
-    spans_inserted: int = 0
+    events_logged: int = 0
+    spans_logged: int = 0
     duplicates: int = 0
-    spooled_batches: int = 0
-    drained_batches: int = 0
-    store_failures: int = 0
-    commit_seconds: float = 0.0
-    insert_seconds: float = 0.0
-    dedup_seconds: float = 0.0
     dead_letters: int = 0
-    insert_buckets: list[int] = field(default_factory=lambda: [0] * len(INSERT_BUCKETS))
-    """Commits whose inserts took at most each of :data:`INSERT_BUCKETS` seconds (not cumulative)."""
+    refused: int = 0
+    commit_seconds: float = 0.0
+    dedup_seconds: float = 0.0
+    commit_buckets: list[int] = field(default_factory=lambda: [0] * len(FSYNC_BUCKETS))
+    """Commits whose append and fsync took at most each of :data:`FSYNC_BUCKETS` seconds."""
 
-    def observe_insert(self, seconds: float) -> None:
-        self.insert_seconds += seconds
-        self.insert_buckets[bisect.bisect_left(INSERT_BUCKETS, seconds)] += 1
+    def observe_commit(self, seconds: float) -> None:
+        self.commit_seconds += seconds
+        self.commit_buckets[bisect.bisect_left(FSYNC_BUCKETS, seconds)] += 1
 
 
 class EventWriter:
-    """Group-committing, deduplicating writer with a spool fallback."""
+    """Group-committing, deduplicating writer in front of the write-ahead log."""
 
     def __init__(
         self,
         store: Store,
         schema: Schema,
-        spool: Spool,
+        wal: WriteAheadLog,
+        loader: Loader,
+        clock: Callable[[], datetime],
         *,
+        dedup_window_ms: int = 7 * 86_400_000,
         batch_rows: int = 50_000,
-        linger_seconds: float = 0.0,
         max_pending_rows: int = 500_000,
-        retry_seconds: float = 1.0,
-        refresh_seconds: float | None = None,
     ):
         self.store = store
         self.schema = schema
-        self.spool = spool
+        self.wal = wal
+        self.loader = loader
+        self.clock = clock
         self.batch_rows = batch_rows
-        self.linger_seconds = linger_seconds
-        self._arriving = 0  # requests begun and not yet submitted (see arriving())
         self.max_pending_rows = max_pending_rows
-        self.retry_seconds = retry_seconds
         self.stats = WriterStats()
         self._queue: deque[_Pending] = deque()
         self._pending_rows = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._unclean = False  # a commit failed in a way that may have left an insert half-done
-        self._down_until = 0.0  # monotonic time before which the store is assumed down
         self._thread: threading.Thread | None = None
-        self.seen = SeenIds()
-        self.seen_spans = SeenIds()
-        self._watermark: datetime | None = None
-        self.refresh_seconds = refresh_seconds
-        self._next_refresh = 0.0
+        # The filters are the writer thread's, but for other collectors' ids (the loader's thread).
+        self._seen_lock = threading.Lock()
+        self.seen = IdWindow(dedup_window_ms)
+        self.seen_spans = IdWindow(dedup_window_ms)
+        self._refreshed_to_ms: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -172,111 +139,110 @@ class EventWriter:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Write what is waiting, then stop the thread."""
+        """Commit what is waiting, then stop the thread."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-            if not self._thread.is_alive() and not self._unclean:
-                # Every commit ended whole: the next start need not re-apply the last events.
-                self.spool.mark_clean_stop()
 
-    @property
-    def store_reachable(self) -> bool:
-        return time.monotonic() >= self._down_until
+    def _now_ms(self) -> int:
+        return to_ms(self.clock())
 
     def load_seen(self) -> int:
-        """Fill the dedup filter from the stored events; returns how many ids it holds."""
-        events = self.schema.table("events")
-        self.seen.load(*self._stored_prints(events, "event_id"))
-        if len(self.seen):
-            [(latest,)] = self.store.rows(f"SELECT max(ingested_at) FROM {events}")
-            self._watermark = as_utc(latest)
-        self.seen_spans.load(
-            *self._stored_prints(self.schema.table("otel_traces"), "concat(TraceId, SpanId)")
+        """Fill the dedup filters with the ids stored within the window (events by ingest time,
+        spans by start time); returns how many event ids they hold."""
+        now = self._now_ms()
+        self._load_window(
+            self.seen, self.schema.table("events"), "event_id", "toUnixTimestamp64Milli(ingested_at)", now
         )
+        self._load_window(
+            self.seen_spans,
+            self.schema.table("otel_traces"),
+            "concat(TraceId, SpanId)",
+            "intDiv(toUnixTimestamp64Nano(Timestamp), 1000000)",
+            now,
+        )
+        [(latest,)] = self.store.rows(
+            f"SELECT toUnixTimestamp64Milli(max(loaded_at)) FROM {self.schema.table('events')}"
+        )
+        self._refreshed_to_ms = int(latest)
         log.info(
-            "dedup filter holds %d event ids and %d span ids (%d MiB)",
+            "dedup filter holds %d event ids and %d span ids (%d MiB) of the last %s",
             len(self.seen),
             len(self.seen_spans),
             (self.seen.nbytes + self.seen_spans.nbytes) >> 20,
+            f"{self.seen.window_ms / 3_600_000:g} h",
         )
         return len(self.seen)
 
-    def _stored_prints(self, table: str, key: str) -> Prints:
-        """Both hashes of ``key`` for every row of ``table``, streamed block by block into two
-        preallocated arrays: the load costs the filter's own size, not the result's buffers."""
-        [(expected,)] = self.store.rows(f"SELECT count() FROM {table}")
-        hashes, checks = np.empty(expected, np.uint64), np.empty(expected, np.uint64)
-        filled = 0
-        for rows in self.store.uint64_rows(f"SELECT xxHash64({key}), xxh3({key}) FROM {table}", columns=2):
-            end = filled + rows.shape[0]
-            if end > hashes.size:  # rows stored by another collector since the count
-                size = max(end, 2 * hashes.size)
-                hashes, checks = np.resize(hashes, size), np.resize(checks, size)
-            hashes[filled:end] = rows[:, 0]
-            checks[filled:end] = rows[:, 1]
-            filled = end
-        return hashes[:filled], checks[:filled]
+    def _load_window(self, window: IdWindow, table: str, key: str, time_ms: str, now_ms: int) -> None:
+        """Stream both hashes of ``key`` for the rows of ``table`` within the window straight
+        into one preallocated pair of arrays per generation: the load costs the filter's own
+        size, not the result's buffers."""
+        params = {"since": now_ms - window.window_ms, "span": window.span_ms}
+        where = f"FROM {table} WHERE {time_ms} >= {{since:Int64}}"
+        generation = f"intDiv({time_ms}, {{span:Int64}})"
+        sizes = {
+            int(g): int(n)
+            for g, n in self.store.rows(f"SELECT {generation} AS g, count() {where} GROUP BY g", params)
+        }
+        arrays = {int(g): (np.empty(n, np.uint64), np.empty(n, np.uint64)) for g, n in sizes.items()}
+        filled = dict.fromkeys(arrays, 0)
+        sql = f"SELECT xxHash64({key}), xxh3({key}), toUInt64({generation}) {where}"
+        for rows in self.store.uint64_rows(sql, columns=3, parameters=params):
+            gens = rows[:, 2]
+            for g in np.unique(gens).tolist():
+                chosen = rows[gens == g]
+                hashes, checks = arrays.setdefault(g, (np.empty(0, np.uint64), np.empty(0, np.uint64)))
+                start, end = filled.get(g, 0), filled.get(g, 0) + chosen.shape[0]
+                if end > hashes.size:  # rows stored by another collector since the count
+                    hashes, checks = np.resize(hashes, 2 * end), np.resize(checks, 2 * end)
+                    arrays[g] = hashes, checks
+                hashes[start:end] = chosen[:, 0]
+                checks[start:end] = chosen[:, 1]
+                filled[g] = end
+        for g, (hashes, checks) in arrays.items():
+            window.load(g, hashes[: filled.get(g, 0)], checks[: filled.get(g, 0)])
 
-    def repair_state(self) -> bool:
-        """Re-apply the last minutes of events to the tables their views feed (per-order state,
-        system minutes; both idempotent), unless the last writer stopped cleanly; True when it did."""
-        if self.spool.take_clean_stop():
-            log.info("the last stop was clean: no events to re-apply")
-            return False
-        if self._watermark is None:
-            return False
-        log.info(
-            "re-applying the events stored since %s to the per-order state", self._watermark - REPAIR_WINDOW
-        )
-        for view in (ORDER_STATE_MV, SYSTEM_MINUTES_MV):
-            self.store.command(
-                f"INSERT INTO {self.schema.table(view.target)} "
-                + view.select.format(source=self.schema.table("events"))
-                + " WHERE ingested_at >= {since:DateTime64(3, 'UTC')}"
-                + REPAIR_SETTINGS,
-                {"since": (self._watermark - REPAIR_WINDOW).replace(tzinfo=None)},
-            )
-        return True
+    def recover(self) -> int:
+        """Hand the log's records left by the last run to the loader (to be verified against
+        ClickHouse before they are inserted) and count their ids as seen; returns how many."""
+        count = 0
+        now = self._now_ms()
+        for record, batch in self.wal.recover():
+            self.seen.add(*fingerprints(batch.events.column("event_id")), now)
+            self.seen_spans.add(*fingerprints(span_keys(batch.spans)), now)
+            self.loader.add(record, batch, correlations_of(batch.events, batch.spans), verify=True)
+            count += 1
+        if count:
+            log.info("the write-ahead log holds %d records not known to be loaded; loading them again", count)
+        return count
 
     def refresh_seen(self) -> None:
-        """Add ids other collectors stored since the last look (a shared ClickHouse server)."""
-        since = (self._watermark or datetime(1970, 1, 1, tzinfo=UTC)) - REFRESH_OVERLAP
+        """Learn the ids other collectors loaded since the last look (a shared ClickHouse
+        server), by the database's own load time: an event loaded late after an outage is
+        learnt when it is loaded, whatever its ingest time."""
+        since = (self._refreshed_to_ms or 0) - REFRESH_OVERLAP_MS
         table = self.store.arrow(
-            f"SELECT xxHash64(event_id) AS h, xxh3(event_id) AS c, ingested_at FROM {self.schema.table('events')} "
-            "WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
-            {"since": since.replace(tzinfo=None)},
+            f"SELECT xxHash64(event_id) AS h, xxh3(event_id) AS c, "
+            f"toUnixTimestamp64Milli(ingested_at) AS at, toUnixTimestamp64Milli(loaded_at) AS loaded "
+            f"FROM {self.schema.table('events')} "
+            "WHERE loaded_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')",
+            {"since": since},
         )
-        if table.num_rows:
-            self.seen.add(*_columns(table))
-            self._watermark = as_utc(pc.max(table.column("ingested_at")).as_py())
+        if not table.num_rows:
+            return
+        hashes, checks = table.column("h").to_numpy(), table.column("c").to_numpy()
+        at = table.column("at").to_numpy()
+        with self._seen_lock:
+            known = self.seen.confirmed(hashes, checks)
+            for g in np.unique(at[~known] // self.seen.span_ms).tolist():
+                chosen = ~known & (at // self.seen.span_ms == g)
+                self.seen.add(hashes[chosen], checks[chosen], int(g) * self.seen.span_ms)
+        self._refreshed_to_ms = int(table.column("loaded").to_numpy().max())
 
     # -- submitting -----------------------------------------------------------------------
-
-    @contextmanager
-    def arriving(self) -> Iterator[None]:
-        """Mark a request on its way (its body being read, decoded, validated): while any are, a
-        small waiting batch lingers for them to share its insert. The mark ends at the request's
-        first :meth:`submit` (in this context) or when the block exits, whichever is first."""
-        arrival = _Arrival(self)
-        with self._cond:
-            self._arriving += 1
-        token = _ARRIVAL.set(arrival)
-        try:
-            yield
-        finally:
-            _ARRIVAL.reset(token)
-            with self._cond:
-                self._arrived(arrival)
-                self._cond.notify()
-
-    def _arrived(self, arrival: _Arrival | None) -> None:
-        """End a request's mark, once, if it is this writer's. Called with the condition held."""
-        if arrival is not None and arrival.writer is self and arrival.pending:
-            arrival.pending = False
-            self._arriving -= 1
 
     def submit(
         self,
@@ -286,14 +252,15 @@ class EventWriter:
         *,
         hashes: Prints | None = None,
     ) -> Future[WriteOutcome]:
-        """Queue a validated batch; the future resolves when it is durable.
+        """Queue a validated batch; the future resolves once it is fsynced in the log.
 
         The ids are hashed here, on the caller's thread, to keep the writer's share small
         (``hashes``, when the caller hashed them already).
 
         Raises:
             Backpressure: too many events are already waiting.
-            SpoolFull: ClickHouse is unreachable and the spool has no room.
+            WalFull: the write-ahead log has no room (the future raises it too, when the log
+                fills while the batch waits).
         """
         future: Future[WriteOutcome] = Future()
         spans = spans if spans is not None else EMPTY_SPANS
@@ -301,11 +268,12 @@ class EventWriter:
         if hashes is None:
             hashes = fingerprints(events.column("event_id"))
         span_hashes = fingerprints(span_keys(spans))
+        correlations = correlations_of(events, spans)
         with self._cond:
             if self._pending_rows + rows > self.max_pending_rows and self._pending_rows:
                 raise Backpressure(f"{self._pending_rows} events are waiting to be written")
-            if self.spool.is_full() and not self.spool.is_empty():
-                raise SpoolFull("the spool is full while ClickHouse is unreachable")
+            if self.wal.is_full():
+                raise WalFull("the write-ahead log is full while ClickHouse catches up")
             self._queue.append(
                 _Pending(
                     events,
@@ -314,23 +282,19 @@ class EventWriter:
                     hashes,
                     spans,
                     span_hashes,
+                    correlations,
                 )
             )
             self._pending_rows += rows
-            self._arrived(_ARRIVAL.get())  # this request has arrived
             self._cond.notify()
         return future
 
-    # -- the writer thread ------------------------------------------------------------------
+    # -- the writer thread ----------------------------------------------------------------
 
     def _take(self) -> list[_Pending]:
         with self._cond:
-            if not self._queue and not self._stopping:
-                self._cond.wait(timeout=self.retry_seconds)
-            if self._should_linger():
-                deadline = time.monotonic() + self.linger_seconds
-                while self._should_linger() and (left := deadline - time.monotonic()) > 0:
-                    self._cond.wait(timeout=left)
+            while not self._queue and not self._stopping:
+                self._cond.wait()
             taken: list[_Pending] = []
             rows = 0
             while self._queue and (not taken or rows + self._queue[0].rows <= self.batch_rows):
@@ -340,272 +304,107 @@ class EventWriter:
             self._pending_rows -= rows
             return taken
 
-    def _should_linger(self) -> bool:
-        """Whether to wait for more: a small batch is waiting and other requests are still
-        arriving. Called with the condition held."""
-        return (
-            self.linger_seconds > 0
-            and not self._stopping
-            and 0 < self._pending_rows < self.batch_rows // 4
-            and self._arriving > 0
-        )
-
     def _run(self) -> None:
         while True:
             items = self._take()
-            try:
-                self._housekeeping()
-                if items:
-                    self._write(items)
-            except Exception as exc:  # never leave a request waiting on a dead thread
-                self._unclean = True
-                log.exception("the writer failed a batch")
-                for item in items:
-                    if not item.future.done():
+            if items:
+                try:
+                    outcomes = self.commit(items)
+                except (WalFull, WalWriteFailed) as exc:
+                    self.stats.refused += len(items)
+                    for item in items:
                         item.future.set_exception(exc)
+                except Exception as exc:  # never leave a request waiting on a dead thread
+                    log.exception("the writer failed a batch")
+                    for item in items:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                else:
+                    for item, outcome in zip(items, outcomes, strict=True):
+                        item.future.set_result(outcome)
             with self._cond:
                 if self._stopping and not self._queue:
                     return
 
-    def _housekeeping(self) -> None:
-        """Between commits: learn other collectors' ids, drain one spooled batch."""
-        if self.refresh_seconds and time.monotonic() >= self._next_refresh and self.store_reachable:
-            self._next_refresh = time.monotonic() + self.refresh_seconds
-            try:
-                self.refresh_seen()
-            except StoreUnavailable as exc:
-                self._mark_down(exc)
-        # Drain the whole spool before new requests are committed: they keep the order by
-        # queueing behind it, so draining one file a pass would let traffic refill it forever.
-        while not self.spool.is_empty() and self.store_reachable and not self._stopping:
-            if not self._drain_one():
-                break
-
-    def _write(self, items: list[_Pending]) -> None:
-        events = pa.concat_tables([i.events for i in items])
-        dead = pa.concat_tables([i.dead_letters for i in items])
-        spans = pa.concat_tables([i.spans for i in items])
-        sizes = [i.events.num_rows for i in items]
-        span_sizes = [i.spans.num_rows for i in items]
-        if self.spool.is_empty() and self.store_reachable:
-            try:
-                outcomes = self.commit(
-                    events,
-                    dead,
-                    sizes,
-                    _concat([i.hashes for i in items]),
-                    spans=spans,
-                    span_sizes=span_sizes,
-                    span_hashes=_concat([i.span_hashes for i in items]),
-                )
-            except StoreUnavailable as exc:
-                self._mark_down(exc)
-            except Exception as exc:
-                self._unclean = True
-                log.exception("writing a batch failed")
-                for item in items:
-                    item.future.set_exception(exc)
-                return
-            else:
-                for item, outcome in zip(items, outcomes, strict=True):
-                    item.future.set_result(outcome)
-                return
-        # ClickHouse is unreachable, or older batches wait in the spool: keep the order.
-        try:
-            self.spool.append(events, dead, spans)
-        except SpoolFull as exc:
-            for item in items:
-                item.future.set_exception(exc)
-            return
-        self.stats.spooled_batches += 1
-        unique_events = _unique_counts(events.column("event_id").to_pylist(), sizes)
-        unique_spans = _unique_counts(span_keys(spans).to_pylist(), span_sizes)
-        for item, n, m in zip(items, unique_events, unique_spans, strict=True):
-            item.future.set_result(
-                WriteOutcome(n, item.events.num_rows - n, True, m, item.spans.num_rows - m)
-            )
-
-    def _drain_one(self) -> bool:
-        """Write the oldest spooled batch; False when there was none or ClickHouse went away."""
-        batch = self.spool.oldest()
-        if batch is None:
-            return False
-        try:
-            self.commit(
-                batch.events,
-                batch.dead_letters,
-                [batch.events.num_rows],
-                spans=batch.spans,
-                span_sizes=[batch.spans.num_rows],
-            )
-        except StoreUnavailable as exc:
-            self._mark_down(exc)
-            return False
-        except Exception as exc:  # refused for good (a schema it no longer fits): not a reason to stop
-            self._unclean = True
-            log.exception("a spooled batch was refused by ClickHouse")
-            self.spool.set_aside(batch, f"{type(exc).__name__}: {str(exc)[:200]}")
-            return True
-        self.spool.remove(batch)
-        self.stats.drained_batches += 1
-        log.info("drained spooled batch %s (%d events)", batch.path.name, batch.events.num_rows)
-        return True
-
-    def drain(self, timeout: float = 60.0) -> bool:
-        """Wait until the spool is empty (used at shutdown and by tests); True when it is."""
-        deadline = time.monotonic() + timeout
-        while not self.spool.is_empty() and time.monotonic() < deadline:
-            with self._cond:
-                self._cond.notify()
-            time.sleep(0.05)
-        return self.spool.is_empty()
-
-    def _mark_down(self, exc: Exception) -> None:
-        self._unclean = True  # the connection may have dropped between an insert's parts
-        self.stats.store_failures += 1
-        self._down_until = time.monotonic() + self.retry_seconds
-        log.warning("ClickHouse unreachable (%s); spooling until it is back", exc)
-
-    # -- the commit -----------------------------------------------------------------------
-
-    def stored_ids(self, event_ids: Sequence[str], correlation_ids: Sequence[str]) -> set[str]:
-        """Which of these events are already stored (an exact check for the filter's hits)."""
-        events = self.schema.table("events")
-        found: set[str] = set()
-        for start in range(0, len(event_ids), LOOKUP_CHUNK):
-            ids = list(event_ids[start : start + LOOKUP_CHUNK])
-            rows = self.store.rows(
-                f"SELECT DISTINCT event_id FROM {events} "
-                "WHERE correlation_id IN {cs:Array(String)} AND event_id IN {ids:Array(String)}",
-                {"cs": sorted(set(correlation_ids[start : start + LOOKUP_CHUNK])), "ids": ids},
-            )
-            found.update(row[0] for row in rows)
-        rest = [i for i in event_ids if i not in found]
-        if rest:  # a collision, or an id reused under another correlation ID: look by id alone
-            for start in range(0, len(rest), LOOKUP_CHUNK):
-                rows = self.store.rows(
-                    f"SELECT DISTINCT event_id FROM {events} WHERE event_id IN {{ids:Array(String)}}",
-                    {"ids": rest[start : start + LOOKUP_CHUNK]},
-                )
-                found.update(row[0] for row in rows)
-        return found
-
-    def stored_spans(self, keys: Sequence[str]) -> set[str]:
-        """Which spans (``trace_id + span_id``) are already stored (an exact check for the filter's hits)."""
-        found: set[str] = set()
-        table = self.schema.table("otel_traces")
-        for start in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[start : start + LOOKUP_CHUNK]
-            rows = self.store.rows(
-                f"SELECT DISTINCT concat(TraceId, SpanId) FROM {table} "
-                "WHERE TraceId IN {t:Array(String)} AND SpanId IN {s:Array(String)}",
-                {"t": sorted({k[:32] for k in chunk}), "s": sorted({k[32:] for k in chunk})},
-            )
-            found.update(row[0] for row in rows)
-        return found
-
-    def commit(
-        self,
-        events: pa.Table,
-        dead: pa.Table,
-        sizes: Sequence[int],
-        hashes: Prints | None = None,
-        *,
-        spans: pa.Table | None = None,
-        span_sizes: Sequence[int] | None = None,
-        span_hashes: Prints | None = None,
-    ) -> list[WriteOutcome]:
-        """Deduplicate and insert; returns one outcome per slice of ``sizes`` events (and
-        ``span_sizes`` spans).
-
-        ``hashes`` (``span_hashes``) are the fingerprints of the event ids (span keys) when the
-        caller computed them already.
+    def commit(self, items: Sequence[_Pending]) -> list[WriteOutcome]:
+        """Deduplicate the items' rows and append what is new as one fsynced record; returns
+        one outcome per item.
 
         Raises:
-            StoreUnavailable: ClickHouse cannot be reached; nothing is acknowledged.
+            WalFull, WalWriteFailed: nothing was logged; nothing may be acknowledged.
         """
         started = time.perf_counter()
-        event_ids = events.column("event_id")
-        if hashes is None:
-            hashes = fingerprints(event_ids)
-        keep = self._fresh(event_ids, hashes, self.seen, self._stored_events(events))
-        spans = spans if spans is not None else EMPTY_SPANS
-        if span_sizes is None:  # all spans belong to the first slice
-            span_sizes = [spans.num_rows] + [0] * (len(sizes) - 1)
-        keys = span_keys(spans)
-        if span_hashes is None:
-            span_hashes = fingerprints(keys)
-        keep_spans = self._fresh(keys, span_hashes, self.seen_spans, self.stored_spans)
-        fresh = events if keep.all() else events.filter(pa.array(keep))
-        fresh_spans = spans if keep_spans.all() else spans.filter(pa.array(keep_spans))
+        events = pa.concat_tables([i.events for i in items])
+        spans = pa.concat_tables([i.spans for i in items])
+        hashes, span_hashes = _concat([i.hashes for i in items]), _concat([i.span_hashes for i in items])
+        now = self._now_ms()
+        with self._seen_lock:
+            self.seen.expire(now)
+            self.seen_spans.expire(now)
+            keep = fresh(events.column("event_id"), hashes, self.seen)
+            keep_spans = fresh(span_keys(spans), span_hashes, self.seen_spans)
+        new_events = events if keep.all() else events.filter(pa.array(keep))
+        new_spans = spans if keep_spans.all() else spans.filter(pa.array(keep_spans))
+        batch = Batch(new_events, pa.concat_tables([i.dead_letters for i in items]), new_spans)
         deduped = time.perf_counter()
-        if fresh.num_rows:
-            # Rows are unique here, so merging them at insert time would be wasted work.
-            self.store.insert_arrow(self.schema.table("events"), fresh, settings=INSERT_SETTINGS)
-            self.seen.add(hashes[0][keep], hashes[1][keep])
-        if fresh_spans.num_rows:
-            self.store.insert_arrow(self.schema.table("otel_traces"), fresh_spans, settings=INSERT_SETTINGS)
-            self.seen_spans.add(span_hashes[0][keep_spans], span_hashes[1][keep_spans])
-        self.store.insert_arrow(self.schema.table("dead_letters"), dead, settings=INSERT_SETTINGS)
-        finished = time.perf_counter()
         self.stats.dedup_seconds += deduped - started
-        self.stats.observe_insert(finished - deduped)
-        self.stats.dead_letters += dead.num_rows
-        self.stats.commit_seconds += finished - started
-        self.stats.commits += 1
-        self.stats.rows_inserted += fresh.num_rows
-        self.stats.spans_inserted += fresh_spans.num_rows
-        self.stats.duplicates += events.num_rows - fresh.num_rows
-        accepted = _per_slice(keep, sizes)
-        spans_accepted = _per_slice(keep_spans, span_sizes)
+        if batch.rows:
+            record = self.wal.append(batch)
+            with self._seen_lock:
+                self.seen.add(hashes[0][keep], hashes[1][keep], now)
+                self.seen_spans.add(span_hashes[0][keep_spans], span_hashes[1][keep_spans], now)
+            correlations = np.unique(np.concatenate([i.correlations for i in items]))
+            self.loader.add(record, batch, correlations)
+            self.stats.observe_commit(time.perf_counter() - deduped)
+        stats = self.stats
+        stats.commits += 1
+        stats.events_logged += new_events.num_rows
+        stats.spans_logged += new_spans.num_rows
+        stats.duplicates += events.num_rows - new_events.num_rows
+        stats.dead_letters += batch.dead_letters.num_rows
+        accepted = _per_slice(keep, [i.events.num_rows for i in items])
+        spans_accepted = _per_slice(keep_spans, [i.spans.num_rows for i in items])
         return [
-            WriteOutcome(n, size - n, False, m, span_size - m)
-            for n, size, m, span_size in zip(accepted, sizes, spans_accepted, span_sizes, strict=True)
+            WriteOutcome(n, i.events.num_rows - n, m, i.spans.num_rows - m)
+            for i, n, m in zip(items, accepted, spans_accepted, strict=True)
         ]
 
-    def _stored_events(self, events: pa.Table) -> Callable[[Sequence[str]], set[str]]:
-        def stored(ids: Sequence[str]) -> set[str]:
-            wanted = set(ids)
-            rows = [
-                (event_id, correlation_id)
-                for event_id, correlation_id in zip(
-                    events.column("event_id").to_pylist(),
-                    events.column("correlation_id").to_pylist(),
-                    strict=True,
-                )
-                if event_id in wanted
-            ]
-            return self.stored_ids([r[0] for r in rows], [r[1] for r in rows])
-
-        return stored
-
-    @staticmethod
-    def _fresh(
-        keys: pa.ChunkedArray | pa.Array,
-        prints: Prints,
-        seen: SeenIds,
-        stored: Callable[[Sequence[str]], set[str]],
-    ) -> np.ndarray:
-        """A mask of the rows to insert: first in the batch, and not stored before."""
-        hashes, checks = prints
-        keep = first_occurrences(keys, hashes)
-        candidates = np.flatnonzero(keep & seen.contains(hashes))
-        if candidates.size:  # resends: both hashes stored
-            resent = seen.confirmed(hashes[candidates], checks[candidates])
-            keep[candidates[resent]] = False
-            candidates = candidates[~resent]
-        if candidates.size:  # the first hash alone: a collision, or not; ask ClickHouse
-            ids = keys.take(pa.array(candidates)).to_pylist()
-            found = stored(ids)
-            keep[candidates[np.fromiter((i in found for i in ids), dtype=bool, count=len(ids))]] = False
-        return keep
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until nothing is queued and the loader has loaded everything (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                queued = bool(self._queue)
+            if not queued:
+                try:
+                    self.loader.wait_all(max(0.0, deadline - time.monotonic()))
+                except Exception:
+                    return False
+                return True
+            time.sleep(0.01)
+        return False
 
 
-def _columns(table: pa.Table) -> Prints:
-    """The ``h`` and ``c`` columns of a query's answer as fingerprints."""
-    if not table.num_rows:
-        return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    return table.column("h").to_numpy(), table.column("c").to_numpy()
+def correlations_of(events: pa.Table, spans: pa.Table) -> np.ndarray:
+    """Sorted distinct ``xxHash64`` of the correlation IDs of a batch's events and spans (what
+    :meth:`Loader.wait_for` looks an order up in)."""
+    parts = [np.empty(0, np.uint64)]
+    if events.num_rows:
+        parts.append(fingerprints(events.column("correlation_id"))[0])
+    if spans.num_rows:
+        ids = spans.column("CorrelationId")
+        parts.append(fingerprints(ids.filter(pc.not_equal(ids, "")))[0])
+    return np.unique(np.concatenate(parts))
+
+
+def fresh(keys: pa.ChunkedArray | pa.Array, prints: Prints, seen: IdWindow) -> np.ndarray:
+    """A mask of the rows to log: first in the batch, and not seen before."""
+    hashes, checks = prints
+    keep = first_occurrences(keys, hashes)
+    candidates = np.flatnonzero(keep)
+    if candidates.size:
+        keep[candidates[seen.confirmed(hashes[candidates], checks[candidates])]] = False
+    return keep
 
 
 def _concat(prints: Sequence[Prints]) -> Prints:
@@ -617,13 +416,6 @@ def _per_slice(mask: np.ndarray, sizes: Sequence[int]) -> list[int]:
     before = np.concatenate([[0], np.cumsum(mask)])
     bounds = np.cumsum([0, *sizes])
     return [int(n) for n in before[bounds[1:]] - before[bounds[:-1]]]
-
-
-def span_keys(spans: pa.Table) -> pa.ChunkedArray:
-    """``trace_id + span_id`` of each span: its identity."""
-    if not spans.num_rows:
-        return pa.chunked_array([], pa.string())
-    return pc.binary_join_element_wise(spans.column("TraceId"), spans.column("SpanId"), "")
 
 
 def first_occurrences(keys: pa.ChunkedArray | pa.Array, hashes: np.ndarray) -> np.ndarray:
@@ -650,20 +442,4 @@ def first_occurrences(keys: pa.ChunkedArray | pa.Array, hashes: np.ndarray) -> n
     return keep
 
 
-def _unique_counts(keys: list[str], sizes: Sequence[int]) -> list[int]:
-    """Per slice, the keys not repeated earlier in the same merged batch."""
-    seen: set[str] = set()
-    counts = []
-    offset = 0
-    for size in sizes:
-        unique = 0
-        for key in keys[offset : offset + size]:
-            if key not in seen:
-                seen.add(key)
-                unique += 1
-        counts.append(unique)
-        offset += size
-    return counts
-
-
-__all__ = ["EVENT_SCHEMA", "Backpressure", "EventWriter", "WriteOutcome"]
+__all__ = ["EVENT_SCHEMA", "Backpressure", "EventWriter", "WalFull", "WriteOutcome"]

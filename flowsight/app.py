@@ -5,13 +5,14 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
@@ -32,19 +33,20 @@ from flowsight.auth import AuthMiddleware, RateLimiter, TokenSet
 from flowsight.clock import Clock, system_clock
 from flowsight.collector import ndjson_scan, otlp_wire, seen_ids
 from flowsight.collector import schema as collector_schema
-from flowsight.collector.api import json_response
+from flowsight.collector.api import error_response, json_response
 from flowsight.collector.api import router as collector_router
 from flowsight.collector.dead_letters import DeadLetterStore
 from flowsight.collector.events import EventLimits
 from flowsight.collector.ingest import EventIngestor
+from flowsight.collector.loader import Loader, NotYetLoaded
 from flowsight.collector.metrics import CollectorHealth
 from flowsight.collector.order_figures import OrderFigures, SliCounts
 from flowsight.collector.otlp_api import router as otlp_router
 from flowsight.collector.otlp_ingest import OtlpIngestor
 from flowsight.collector.seen_ids import fingerprints
-from flowsight.collector.spool import Spool
 from flowsight.collector.system_figures import SystemFigures
 from flowsight.collector.timeline import TimelineReader
+from flowsight.collector.wal import WriteAheadLog
 from flowsight.collector.writer import EventWriter
 from flowsight.configfiles import load_tokens, load_topology, load_workflows
 from flowsight.dashboards.feed import EvaluationFeed, Feed
@@ -101,6 +103,7 @@ class Services:
     topology: Topology
     slos: SloCatalog
     writer: EventWriter
+    loader: Loader
     ingestor: EventIngestor
     otlp: OtlpIngestor
     evaluator: Evaluator
@@ -120,7 +123,8 @@ class Services:
     def start(self) -> None:
         migrations.migrate(self.store, self.schema, MIGRATIONS)
         self.writer.load_seen()
-        self.writer.repair_state()
+        self.writer.recover()
+        self.loader.start()
         self.writer.start()
         interval = self.settings.evaluation_interval_seconds
         if interval > 0 and self.settings.role != "collector":
@@ -145,9 +149,32 @@ class Services:
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.writer.stop()
+        if not self.loader.stop():
+            log.warning(
+                "stopping with records not yet loaded: they stay in the write-ahead log for the next start"
+            )
+        self.writer.wal.close()
         self.ingestor.close()
+        if self.loader.store is not self.store:
+            self.loader.store.close()
         if self.owns_store:
             self.store.close()
+
+    def caught_up(self) -> None:
+        """Return once every event acknowledged before the call is in ClickHouse.
+
+        Raises:
+            NotYetLoaded: not within ``read_after_write_timeout_seconds``.
+        """
+        self.loader.wait_all(self.settings.read_after_write_timeout_seconds)
+
+    def order_loaded(self, correlation_id: str) -> None:
+        """Return once the acknowledged events of one order are in ClickHouse.
+
+        Raises:
+            NotYetLoaded: not within ``read_after_write_timeout_seconds``.
+        """
+        self.loader.wait_for(correlation_id, self.settings.read_after_write_timeout_seconds)
 
 
 def event_limits(settings: Settings) -> EventLimits:
@@ -181,18 +208,30 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
         store = open_store(settings)
     clock = clock or system_clock
     schema = schema_of(settings)
+    wal = WriteAheadLog(settings.wal_path, settings.wal_max_bytes, settings.wal_segment_bytes)
+    loader = Loader(
+        # Its own handle: on the embedded engine, reads would otherwise queue behind its inserts.
+        store.another() if owns_store else store,
+        schema,
+        wal,
+        batch_rows=settings.write_batch_rows,
+        linger_seconds=settings.load_linger_ms / 1000,
+        retry_seconds=settings.load_retry_seconds,
+        retry_max_seconds=settings.load_retry_max_seconds,
+    )
     writer = EventWriter(
         store,
         schema,
-        Spool(settings.spool_path, settings.spool_max_bytes),
+        wal,
+        loader,
+        clock,
+        dedup_window_ms=int(settings.dedup_window.total_seconds() * 1000),
         batch_rows=settings.write_batch_rows,
-        linger_seconds=settings.write_linger_ms / 1000,
-        # About two seconds of full-speed ingest may wait; beyond that senders get 503 and Retry-After.
+        # Several commits' worth may wait; beyond that senders get 503 and Retry-After.
         max_pending_rows=max(settings.write_batch_rows * 4, settings.max_events_per_request),
-        retry_seconds=settings.spool_retry_seconds,
-        # One process owns an embedded database; on a shared server other collectors write too.
-        refresh_seconds=None if settings.embedded else settings.dedup_refresh_seconds,
     )
+    if not settings.embedded:  # one process owns an embedded database; on a server others write too
+        loader.housekeeping = every(settings.dedup_refresh_seconds, writer.refresh_seen)
     dead = DeadLetterStore(store, schema)
     slos = load_slos(settings.slos_file, catalog) if settings.slos_file else DEFAULT_SLOS
     rules = (
@@ -221,6 +260,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
         topology=topology,
         slos=slos,
         writer=writer,
+        loader=loader,
         ingestor=EventIngestor(
             writer,
             dead,
@@ -242,6 +282,7 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
             clock,
             followers={"alerts": alerts.evaluate, "feed": EvaluationFeed(feed, alerts.list)},
             history=FlowHistory(store, schema),
+            caught_up=lambda: services.caught_up(),
         ),
         rules=rules,
         alerts=alerts,
@@ -257,6 +298,18 @@ def build_services(settings: Settings, *, store: Store | None = None, clock: Clo
     services.registry.register(EvaluationMetrics(services.evaluator))
     services.registry.register(AlertMetrics(alerts, dispatcher))
     return services
+
+
+def every(seconds: float, job: Callable[[], None]) -> Callable[[], None]:
+    """``job``, run at most once every ``seconds`` however often the result is called."""
+    due = [0.0]
+
+    def run() -> None:
+        if time.monotonic() >= due[0]:
+            due[0] = time.monotonic() + seconds
+            job()
+
+    return run
 
 
 def build_dispatcher(settings: Settings, store: Store, schema: Schema, clock: Clock) -> Dispatcher | None:
@@ -358,6 +411,8 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
             max_decompressed_bytes=settings.max_decompressed_bytes,
             retry_after_seconds=settings.retry_after_seconds,
             ingest=ingests,
+            loaded=services.order_loaded,
+            caught_up=services.caught_up,
         )
     )
     if ingests:
@@ -379,6 +434,7 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
             lambda: services.slos,
             services.evaluator,
             evaluates=settings.role != "collector",
+            caught_up=services.caught_up,
         )
     )
     app.include_router(alerts_router(services.alerts, services.silences, services.clock))
@@ -399,6 +455,10 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
         app.include_router(extra)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    @app.exception_handler(NotYetLoaded)
+    def not_yet_loaded(_: Request, exc: NotYetLoaded) -> Response:
+        return error_response(503, f"{exc}; retry later", settings.retry_after_seconds)
+
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> Response:
         return json_response({"status": "ok"})
@@ -406,20 +466,23 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
     @app.get(
         "/readyz",
         tags=["health"],
-        summary="Database reachable, migrations applied, spool not full, scanners compiled",
+        summary="Database reachable, migrations applied, write-ahead log not full, scanners compiled",
     )
     def readyz() -> Response:
         reachable = services.store.ping()
         missing = migrations.pending(services.store, services.schema, MIGRATIONS) if reachable else []
-        spool_full = services.writer.spool.is_full()
+        wal, loader = services.writer.wal, services.loader
+        wal_full = wal.is_full()
         scanners = compiled.is_set()
-        ready = reachable and not missing and not spool_full and scanners
+        ready = reachable and not missing and not wal_full and scanners
         body = {
             "status": "ready" if ready else "not ready",
             "database_reachable": reachable,
             "pending_migrations": missing,
-            "spool_bytes": services.writer.spool.bytes_used,
-            "spool_full": spool_full,
+            "wal_bytes": wal.bytes_used,
+            "wal_full": wal_full,
+            "loader_lag_seconds": round(loader.lag_seconds(), 3),
+            "loader_error": loader.stats.last_error,
             "scanners_compiled": scanners,
         }
         return json_response(body, 200 if ready else 503)

@@ -8,12 +8,14 @@ documents its default and unit; ``flowsight settings`` prints them all.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from flowsight.durations import parse_duration
 from flowsight.merge_priority import DEFAULT_NICE as DEFAULT_MERGE_NICE
 
 DEFAULT_CORRELATION_KEYS = ("order.id", "order_id", "correlation.id", "app.order.id")
@@ -42,7 +44,7 @@ class Settings(BaseSettings):
     # -- storage --------------------------------------------------------------------------
     data_dir: Path = Field(
         Path("./flowsight-data"),
-        description="Directory for the embedded database and the spool. Default ./flowsight-data. "
+        description="Directory for the embedded database and the write-ahead log. Default ./flowsight-data. "
         "Env FLOWSIGHT_DATA_DIR.",
     )
     clickhouse_dsn: str | None = Field(
@@ -115,17 +117,9 @@ class Settings(BaseSettings):
     write_batch_rows: int = Field(
         50_000,
         gt=0,
-        description="Most events the writer merges into one ClickHouse insert (requests waiting at "
-        "the same time share an insert). Default 50000 events. Env FLOWSIGHT_WRITE_BATCH_ROWS.",
-    )
-    write_linger_ms: float = Field(
-        200.0,
-        ge=0,
-        description="How long at most a small batch (under a quarter of write_batch_rows) waits "
-        "for the requests still arriving, so they share one insert (each insert has a fixed cost, "
-        "and fewer parts leave ClickHouse less to merge). The wait ends as soon as none is "
-        "arriving; a lone sender's batch is written at once. Default 200 ms. "
-        "Env FLOWSIGHT_WRITE_LINGER_MS.",
+        description="Most rows in one write-ahead log record (requests waiting at the same time "
+        "share a record and its fsync) and in one ClickHouse insert of the loader. Default 50000 "
+        "rows. Env FLOWSIGHT_WRITE_BATCH_ROWS.",
     )
     validation_threads: int | None = Field(
         None,
@@ -151,22 +145,61 @@ class Settings(BaseSettings):
         "collectors stored, for deduplication across collectors. Default 5 s. "
         "Env FLOWSIGHT_DEDUP_REFRESH_SECONDS.",
     )
-    spool_dir: Path | None = Field(
-        None,
-        description="Directory of the local spool used while ClickHouse is unreachable. "
-        "Default <data_dir>/spool. Env FLOWSIGHT_SPOOL_DIR.",
+    dedup_window: timedelta = Field(
+        timedelta(days=7),
+        description="How long an event id (by its arrival) or span id (by its start time) is "
+        "remembered for deduplication: a resend within it is answered as a duplicate and never "
+        "stored again. A later resend of an event is counted as accepted and stored once in the "
+        "end (events replace on merge); a later resend of a span is stored again. Memory is "
+        "16 bytes an id within the window. A duration (7d, 12h, 90m) or seconds. Default 7d. "
+        "Env FLOWSIGHT_DEDUP_WINDOW.",
     )
-    spool_max_bytes: int = Field(
+    wal_dir: Path | None = Field(
+        None,
+        description="Directory of the write-ahead log, where every accepted batch is fsynced "
+        "before it is acknowledged and waits until it is loaded into ClickHouse. Put it on a "
+        "local disk. Default <data_dir>/wal. Env FLOWSIGHT_WAL_DIR.",
+    )
+    wal_max_bytes: int = Field(
         1024 * MiB,
         gt=0,
-        description="Spool capacity in bytes; when full, ingest answers 503 with Retry-After. "
-        "Default 1 GiB. Env FLOWSIGHT_SPOOL_MAX_BYTES.",
+        description="Write-ahead log capacity in bytes: what may wait to be loaded while ClickHouse "
+        "is slow or down; when full (or its volume is), ingest answers 503 with Retry-After. "
+        "Default 1 GiB. Env FLOWSIGHT_WAL_MAX_BYTES.",
     )
-    spool_retry_seconds: float = Field(
-        1.0,
+    wal_segment_bytes: int = Field(
+        64 * MiB,
         gt=0,
-        description="Seconds between attempts to reach ClickHouse while the spool holds data. "
-        "Default 1 s. Env FLOWSIGHT_SPOOL_RETRY_SECONDS.",
+        description="Size of one write-ahead log file; a file is deleted once every record in it "
+        "is loaded. Default 64 MiB. Env FLOWSIGHT_WAL_SEGMENT_BYTES.",
+    )
+    load_linger_ms: float = Field(
+        100.0,
+        ge=0,
+        description="How long the loader waits for more records while fewer than write_batch_rows "
+        "rows wait, so that ClickHouse gets fewer, larger inserts (fewer parts to merge); reads "
+        "never wait for it (see read_after_write_timeout_seconds). Default 100 ms. "
+        "Env FLOWSIGHT_LOAD_LINGER_MS.",
+    )
+    load_retry_seconds: float = Field(
+        0.25,
+        gt=0,
+        description="First wait before the loader retries a failed insert; each further failure "
+        "doubles it, up to load_retry_max_seconds. Default 0.25 s. Env FLOWSIGHT_LOAD_RETRY_SECONDS.",
+    )
+    load_retry_max_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Longest wait between the loader's retries. Default 5 s. "
+        "Env FLOWSIGHT_LOAD_RETRY_MAX_SECONDS.",
+    )
+    read_after_write_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long a read (timeline, flow health, stuck orders, evaluation) waits for "
+        "the events acknowledged before it to be loaded into ClickHouse; past it the read answers "
+        "503 with Retry-After, naming the loader's lag (a scheduled evaluation goes ahead). "
+        "Default 10 s. Env FLOWSIGHT_READ_AFTER_WRITE_TIMEOUT_SECONDS.",
     )
     retry_after_seconds: int = Field(
         5,
@@ -348,8 +381,19 @@ class Settings(BaseSettings):
         return max(1, cores - 1)
 
     @property
-    def spool_path(self) -> Path:
-        return self.spool_dir or self.data_dir / "spool"
+    def wal_path(self) -> Path:
+        return self.wal_dir or self.data_dir / "wal"
+
+    @field_validator("dedup_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and value and value[-1] in "smhdw":
+            value = parse_duration(value)
+        if isinstance(value, timedelta | int | float) and not isinstance(value, bool):
+            seconds = value.total_seconds() if isinstance(value, timedelta) else value
+            if seconds <= 0:
+                raise ValueError("the dedup window must be longer than 0 s")
+        return value
 
     @classmethod
     def settings_customise_sources(

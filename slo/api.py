@@ -53,13 +53,22 @@ def router(
     slos: Callable[[], SloCatalog],
     evaluator: Evaluator,
     evaluates: bool = True,
+    caught_up: Callable[[], None] = lambda: None,
 ) -> APIRouter:
+    """The SLO and flow routes. ``caught_up`` returns once the events acknowledged before the
+    call are readable (or raises), so every read here sees what was acknowledged before it."""
     api = APIRouter(tags=["flow"])
     health = FlowHealth(figures)
 
+    def as_of(at: str | None) -> datetime | Response:
+        when = _as_of(at, clock)
+        if not isinstance(when, Response):
+            caught_up()
+        return when
+
     @api.get("/api/slos", summary="Every SLO: SLI, good, total, error budget remaining, burn rates, status")
     def get_slos(at: str | None = Query(None, description="Evaluate as of this time (RFC 3339)")) -> Response:
-        when = _as_of(at, clock)
+        when = as_of(at)
         if isinstance(when, Response):
             return when
         return json_response(engine.evaluate(slos(), catalog(), when))
@@ -69,7 +78,7 @@ def router(
         slo = slos().get(name)
         if slo is None:
             return error_response(404, f"no SLO named {name!r} (configured: {', '.join(slos().names())})")
-        when = _as_of(at, clock)
+        when = as_of(at)
         if isinstance(when, Response):
             return when
         result = engine.evaluate_one(slo, catalog(), when)
@@ -80,7 +89,7 @@ def router(
     def post_evaluate(
         at: str | None = Query(None, description="Evaluate as of this time (RFC 3339)"),
     ) -> Response:
-        when = _as_of(at, clock)
+        when = as_of(at)
         if isinstance(when, Response):
             return when
         return json_response(evaluator.evaluate(when))
@@ -89,7 +98,7 @@ def router(
     def flow_health(
         at: str | None = Query(None, description="Evaluate as of this time (RFC 3339)"),
     ) -> Response:
-        when = _as_of(at, clock)
+        when = as_of(at)
         if isinstance(when, Response):
             return when
         return json_response(health.evaluate(catalog(), when))
@@ -109,7 +118,7 @@ def router(
         found = catalog().get(workflow)
         if found is None:
             return error_response(404, f"workflow: unknown workflow {workflow!r}")
-        when = _as_of(at, clock)
+        when = as_of(at)
         if isinstance(when, Response):
             return when
         if stage and not found.has_stage(stage):

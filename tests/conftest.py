@@ -35,11 +35,12 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings for one test: its own database and spool."""
+    """Settings for one test: its own database and write-ahead log."""
     return Settings(
         data_dir=tmp_path,
         database=f"t_{uuid.uuid4().hex[:12]}",
-        spool_retry_seconds=0.05,
+        load_retry_seconds=0.02,
+        load_retry_max_seconds=0.2,
         evaluation_interval_seconds=0,  # tests evaluate explicitly; test_snapshots covers the schedule
     )
 
@@ -63,7 +64,9 @@ def client(services: Services) -> Iterator[TestClient]:
 
 def stored_once(services: Services, ids: set[str], *columns: str) -> list[tuple[Any, ...]]:
     """Assert ``events`` holds exactly ``ids``, each once (no FINAL: the writer must never insert
-    an event twice, merged away later or not); returns ``(event_id, *columns)`` per row."""
+    an event twice, merged away later or not); returns ``(event_id, *columns)`` per row, once
+    everything acknowledged is loaded."""
+    assert services.writer.wait_idle(), "acknowledged events were not loaded"
     table = services.schema.table("events")
     [(count, distinct)] = services.store.rows(f"SELECT count(), uniqExact(event_id) FROM {table}")
     assert count == distinct == len(ids)

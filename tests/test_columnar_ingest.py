@@ -320,6 +320,7 @@ def test_a_large_ndjson_request_is_validated_as_columns_and_stored_once(
     again = client.post("/v1/events", content=body, headers={"content-type": "application/x-ndjson"}).json()
     assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 401, 1)
     table = services.schema.table("events")
+    assert services.writer.wait_idle()
     [(count, distinct)] = services.store.rows(f"SELECT count(), uniqExact(event_id) FROM {table}")
     assert count == distinct == 400
     [(letters,)] = services.store.rows(f"SELECT count() FROM {services.schema.table('dead_letters')}")

@@ -389,7 +389,7 @@ def test_settings_defaults() -> None:
     assert settings.data_dir == Path("flowsight-data")
     assert settings.dsn == f"chdb://{Path('flowsight-data/clickhouse').resolve()}"
     assert settings.embedded is True
-    assert settings.spool_path == Path("flowsight-data/spool")
+    assert settings.wal_path == Path("flowsight-data/wal")
     assert settings.correlation_keys == ("order.id", "order_id", "correlation.id", "app.order.id")
     assert settings.max_body_bytes == 16 * 1024 * 1024
     assert settings.log_level == "info"
@@ -415,7 +415,7 @@ def test_good_settings_file_loads_every_value() -> None:
     assert settings.embedded is False
     assert settings.correlation_keys == ("order.id", "return.id")
     assert settings.max_events_per_request == 1000
-    assert settings.spool_path == Path("/var/lib/flowsight/spool")
+    assert settings.wal_path == Path("/var/lib/flowsight/wal")
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,7 @@ def test_replay_after_a_config_fix_moves_what_now_passes_into_the_event_store(
     assert sorted(i["outcome"] for i in everything["items"]) == ["replayed"] * 3 + ["still_invalid"]
     # Replaying again examines only what is still pending and stores nothing twice.
     assert client.post("/api/dead-letters/replay").json()["examined"] == 1
+    assert services.writer.wait_idle()
     assert services.store.rows(f"SELECT count() FROM {services.schema.table('events')}")[0][0] == 3
 
 

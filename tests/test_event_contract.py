@@ -19,6 +19,7 @@ def post(client: TestClient, events: Any, **kwargs: Any) -> Any:
 
 
 def stored(client: TestClient, services: Any) -> int:
+    assert services.writer.wait_idle()
     return services.store.rows(f"SELECT count() FROM {services.schema.table('events')} FINAL")[0][0]
 
 
@@ -165,6 +166,7 @@ def test_one_error_per_rejected_event_lists_every_faulty_field(client: TestClien
 
 def test_timestamps_are_stored_in_utc(client: TestClient, services: Any) -> None:
     post(client, [event(1, occurred_at="2026-11-26T11:00:00.250+01:00")])
+    assert services.writer.wait_idle()
     [(ts,)] = services.store.rows(f"SELECT toString(occurred_at) FROM {services.schema.table('events')}")
     assert ts == "2026-11-26 10:00:00.250"
 

@@ -705,6 +705,7 @@ def test_large_ndjson_bodies_take_the_columnar_path_and_answer_as_the_row_path_d
 
 
 def stored_events(services: Services) -> list[tuple[Any, ...]]:
+    assert services.writer.wait_idle()
     rows = services.store.rows(
         "SELECT event_id, correlation_id, workflow, stage, system, toString(occurred_at), status, "
         f"channel, trace_id, span_id, attributes FROM {services.schema.table('events')} FINAL "

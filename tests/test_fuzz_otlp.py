@@ -318,6 +318,7 @@ class SpanLedger:
         return answer
 
     def check_store(self) -> None:
+        assert self.services.writer.wait_idle()
         table = self.services.schema.table("otel_traces")
         [(count, distinct)] = self.services.store.rows(
             f"SELECT count(), uniqExact(TraceId, SpanId) FROM {table}"
@@ -524,6 +525,7 @@ class EventLedger:
         return answer
 
     def check_store(self) -> None:
+        assert self.services.writer.wait_idle()
         rows = stored_once(self.services, self.stored, "source")
         assert {r[1] for r in rows} <= {"otlp"}
         letters = self.client.get("/api/dead-letters", params={"source": "otlp_logs", "limit": 1}).json()
@@ -589,6 +591,7 @@ def test_damaged_protobuf_is_refused_clearly_or_read_like_the_protobuf_library_r
             request = kind.FromString(body)
         except DecodeError:
             request = None
+        assert services.writer.wait_idle()
         before = services.store.rows(f"SELECT count() FROM {table}")[0][0]
         response = otlp.post(path, content=body, headers={"content-type": PROTOBUF})
         outcomes.add(response.status_code)
@@ -596,6 +599,7 @@ def test_damaged_protobuf_is_refused_clearly_or_read_like_the_protobuf_library_r
             assert_refused_clearly(response, PROTOBUF)
             return
         assert response.status_code == 200, response.content
+        assert services.writer.wait_idle()
         after = services.store.rows(f"SELECT count() FROM {table}")[0][0]
         if isinstance(request, ExportTraceServiceRequest):
             sent = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
@@ -756,6 +760,7 @@ def test_times_past_2262_are_rejected_in_partial_success_and_the_rest_stored(
     partial = encoding.answer(response, ExportTraceServiceResponse).partial_success
     assert partial.rejected_spans == 1
     assert named in partial.error_message
+    assert services.writer.wait_idle()
     names = services.store.rows(f"SELECT SpanName FROM {services.schema.table('otel_traces')}")
     assert names == [("fine",)]
 
@@ -777,5 +782,6 @@ def test_spans_spanning_more_than_100_days_are_stored(otlp: TestClient, services
     message = TraceRequest([("erp", [spans])]).message()
     response = otlp.post("/v1/traces", content=encoding.body(message), headers=encoding.headers())
     assert response.status_code == 200
+    assert services.writer.wait_idle()
     [(count,)] = services.store.rows(f"SELECT count() FROM {services.schema.table('otel_traces')}")
     assert count == 101

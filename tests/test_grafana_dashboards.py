@@ -438,7 +438,7 @@ def spans_request() -> bytes:
 
 
 @pytest.fixture
-def loaded(client: TestClient, clock: Any) -> TestClient:
+def loaded(client: TestClient, services: Services, clock: Any) -> TestClient:
     """The app holding EVENTS and one ERP trace of the failing order (its root span names the order)."""
     clock.now = NOW
     response = client.post(
@@ -449,6 +449,7 @@ def loaded(client: TestClient, clock: Any) -> TestClient:
         "/v1/traces", content=spans_request(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 200, response.text
+    assert services.writer.wait_idle()  # the panels' queries read ClickHouse directly
     return client
 
 

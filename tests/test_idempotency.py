@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import logging
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import orjson
-import pytest
 from fastapi.testclient import TestClient
 
 from flowsight.app import build_services, create_app
-from flowsight.collector.seen_ids import hash_ids
-from flowsight.collector.spool import CLEAN_STOP
+from flowsight.collector.events import EventBatch
+from flowsight.collector.loader import Loader
+from flowsight.collector.seen_ids import fingerprints, hash_ids
+from flowsight.collector.wal import WriteAheadLog
+from flowsight.collector.writer import EventWriter
+from flowsight.timefmt import to_ms
 from tests.conftest import event
+from tests.faults import switchable_store
 
 
 def post(client: TestClient, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -26,6 +30,7 @@ def post(client: TestClient, events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def counts(services: Any) -> tuple[int, int, int]:
     """(event rows stored, distinct event ids stored, distinct orders in the per-order state)."""
+    assert services.writer.wait_idle()
     table = services.schema.table
     events, ids = services.store.rows(f"SELECT count(), uniqExact(event_id) FROM {table('events')}")[0]
     orders = services.store.rows(f"SELECT count() FROM {table('order_state')} FINAL")[0][0]
@@ -33,6 +38,7 @@ def counts(services: Any) -> tuple[int, int, int]:
 
 
 def order_state(services: Any, correlation_id: str) -> tuple[Any, ...]:
+    assert services.writer.wait_idle()
     [row] = services.store.rows(
         f"""SELECT min(first_seen), max(last_seen), minMap(reached), maxMap(last_failed)
             FROM {services.schema.table("order_state")} WHERE correlation_id = {{c:String}}""",
@@ -96,10 +102,14 @@ def test_concurrent_requests_sharing_ids_store_each_once(client: TestClient, ser
     assert counts(services)[:2] == (225, 225)
 
 
-def test_a_hash_collision_never_drops_a_distinct_event(client: TestClient, services: Any) -> None:
+def test_ids_sharing_a_first_hash_are_told_apart_by_the_second(client: TestClient, services: Any) -> None:
     post(client, [event(i) for i in range(5)])
-    # Make the filter claim every id is stored, as a 64-bit collision would for one.
-    services.writer.seen.contains = lambda hashes: np.ones(hashes.size, dtype=bool)
+    # A stored id whose first hash equals evt-6's (a 64-bit collision), beside evt-3's own entry.
+    h, c = fingerprints([f"evt-{i}" for i in (3, 6)])
+    now = to_ms(services.clock())
+    services.writer.seen.add(
+        np.array([h[0], h[1]], np.uint64), np.array([c[0] ^ 1, c[1] ^ 1], np.uint64), now
+    )
     body = post(client, [event(3), event(4), event(5), event(6, correlation_id="SO-3")])
     assert (body["accepted"], body["duplicates"]) == (2, 2)
     assert counts(services)[:2] == (7, 7)
@@ -123,42 +133,38 @@ def test_the_filter_is_rebuilt_from_stored_events_at_start(settings: Any, engine
 
 
 def test_per_order_state_lost_in_a_crash_is_rebuilt_at_start(settings: Any, engine: Any, clock: Any) -> None:
-    with TestClient(create_app(build_services(settings, store=engine, clock=clock))) as first:
-        post(first, [event(i, correlation_id=f"SO-{i % 3}") for i in range(9)])
-    # As if the process died after the events part was written but before the view's part:
-    # the view's rows are missing, and a crash leaves no record of a clean stop.
+    with TestClient(create_app(first := build_services(settings, store=engine, clock=clock))) as client:
+        post(client, [event(i, correlation_id=f"SO-{i % 3}") for i in range(9)])
+        assert first.writer.wait_idle()
+        # As if the process died after the events part was written but before the views' parts
+        # and before the log let the record go: both are what the next start finds.
+        log_files = {f.name: f.read_bytes() for f in settings.wal_path.glob("*.wal")}
+        assert log_files
     engine.command(f"TRUNCATE TABLE {settings.database}.order_state")
-    (settings.spool_path / CLEAN_STOP).unlink()
+    for name, data in log_files.items():
+        (settings.wal_path / name).write_bytes(data)
     restarted = build_services(settings, store=engine, clock=clock)
     with TestClient(create_app(restarted)):
         assert counts(restarted) == (9, 9, 3)
+        assert restarted.loader.stats.already_stored == 9
 
 
-def test_after_a_clean_stop_the_start_re_applies_nothing(
-    settings: Any, engine: Any, clock: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_after_a_clean_stop_the_log_is_empty(settings: Any, engine: Any, clock: Any) -> None:
     with TestClient(create_app(build_services(settings, store=engine, clock=clock))) as first:
-        post(first, [event(i, correlation_id=f"SO-{i % 3}") for i in range(9)])
-    assert (settings.spool_path / CLEAN_STOP).exists()
-    engine.command(f"TRUNCATE TABLE {settings.database}.order_state")  # would be rebuilt by a repair
+        post(first, [event(i) for i in range(9)])
+    assert list(settings.wal_path.glob("*.wal")) == []
     restarted = build_services(settings, store=engine, clock=clock)
-    with (
-        caplog.at_level(logging.INFO, logger="flowsight.collector.writer"),
-        TestClient(create_app(restarted)),
-    ):
-        assert counts(restarted) == (9, 9, 0)
-        # The record is taken at start: a crash of this run is not a clean stop.
-        assert not (settings.spool_path / CLEAN_STOP).exists()
-    assert "the last stop was clean" in caplog.text
+    with TestClient(create_app(restarted)):
+        assert restarted.loader.stats.records_loaded == 0
 
 
 def test_requests_merged_into_one_commit_each_get_their_own_counts(services: Any) -> None:
     from flowsight.app import MIGRATIONS
-    from flowsight.collector import dead_letters
     from flowsight.collector.events import EventBatch
     from flowsight.migrations import migrate
 
     migrate(services.store, services.schema, MIGRATIONS)
+    services.writer.load_seen()
 
     def batch(*events: dict[str, Any]) -> Any:
         built = EventBatch(services.catalog, "api", 0)
@@ -166,38 +172,90 @@ def test_requests_merged_into_one_commit_each_get_their_own_counts(services: Any
             built.add(index, item)
         return built.to_arrow()
 
-    merged = [batch(event(1), event(2)), batch(), batch(event(2), event(3)), batch()]
-    import pyarrow as pa
+    # Submitted before the writer runs: its first commit takes all four.
+    futures = [
+        services.writer.submit(b)
+        for b in (batch(event(1), event(2)), batch(), batch(event(2), event(3)), batch())
+    ]
+    services.loader.start()
+    services.writer.start()
+    try:
+        outcomes = [f.result(timeout=30) for f in futures]
+        assert [(o.accepted, o.duplicates) for o in outcomes] == [(2, 0), (0, 0), (1, 1), (0, 0)]
+        assert services.writer.stats.commits == 1
+    finally:
+        services.stop()
 
-    outcomes = services.writer.commit(
-        pa.concat_tables(merged), dead_letters.EMPTY, [t.num_rows for t in merged]
+
+def second_collector(services: Any, tmp_path: Any) -> EventWriter:
+    """Another collector's writer (its own log and loader) on the same database."""
+    wal = WriteAheadLog(tmp_path / "other-wal", 10_000_000)
+    other = EventWriter(
+        services.store, services.schema, wal, Loader(services.store, services.schema, wal), services.clock
     )
-    assert [(o.accepted, o.duplicates) for o in outcomes] == [(2, 0), (0, 0), (1, 1), (0, 0)]
+    other.load_seen()
+    return other
 
 
 def test_a_second_collector_learns_ids_the_first_stored(
     client: TestClient, services: Any, tmp_path: Any
 ) -> None:
-    from flowsight.collector.spool import Spool
-    from flowsight.collector.writer import EventWriter
-
-    other = EventWriter(services.store, services.schema, Spool(tmp_path / "other-spool", 10_000_000))
-    other.load_seen()
+    other = second_collector(services, tmp_path)
     post(client, [event(i) for i in range(4)])
+    assert services.writer.wait_idle()
     hashes = hash_ids([f"evt-{i}" for i in range(4)])
     assert not other.seen.contains(hashes).any()
     other.refresh_seen()
     assert other.seen.contains(hashes).all()
 
 
-def test_a_burst_of_resends_is_recognised_without_asking_clickhouse(
-    client: TestClient, services: Any
+def test_a_resend_to_collector_b_of_what_a_loaded_after_an_outage_is_a_duplicate(
+    settings: Any, engine: Any, clock: Any, tmp_path: Any
 ) -> None:
-    post(client, [event(i) for i in range(50)])
-    asked: list[int] = []
-    real = services.writer.stored_ids
-    services.writer.stored_ids = lambda ids, cids: asked.append(len(ids)) or real(ids, cids)
-    body = post(client, [event(i) for i in range(60)])
-    assert (body["accepted"], body["duplicates"]) == (10, 50)
-    assert asked == []  # both hashes of each resent id are in memory: no lookup
-    assert counts(services)[:2] == (60, 60)
+    """A's events wait in its log through an outage and are loaded long after their ingest
+    time; B learns them by when they were loaded, so B answers their resend as duplicates."""
+    store, switch = switchable_store(engine)
+    a = build_services(settings, store=store, clock=clock)
+    with TestClient(create_app(a)) as client:
+        other = second_collector(a, tmp_path)
+        other.refresh_seen()  # B has looked before the outage
+        switch.go_down()
+        batch = [event(i) for i in range(10)]
+        assert post(client, batch)["accepted"] == 10  # acknowledged from A's log
+        assert a.loader.lag_seconds() > 0
+        clock.now = clock.now + timedelta(hours=2)  # ingest time is now far behind any look of B's
+        switch.come_back()
+        assert a.writer.wait_idle()
+        other.refresh_seen()
+        other.loader.start()
+        other.start()
+        try:
+            events = EventBatch(a.catalog, "api", to_ms(clock()))
+            for index, item in enumerate(batch):
+                assert events.add(index, item)
+            outcome = other.submit(events.to_arrow()).result(timeout=30)
+        finally:
+            other.stop()
+            other.loader.stop()
+        assert (outcome.accepted, outcome.duplicates) == (0, 10)
+        assert counts(a)[:2] == (10, 10)
+
+
+def test_a_resend_during_an_outage_is_a_duplicate_without_asking_clickhouse(
+    settings: Any, engine: Any, clock: Any
+) -> None:
+    store, switch = switchable_store(engine)
+    services = build_services(settings, store=store, clock=clock)
+    with TestClient(create_app(services)) as client:
+        stored = [event(i) for i in range(50)]
+        assert post(client, stored)["accepted"] == 50
+        assert services.writer.wait_idle()
+        switch.go_down()
+        failed_before = switch.failed_calls
+        body = post(client, [event(i) for i in range(60)])  # 50 stored before, 10 new
+        assert (body["accepted"], body["duplicates"]) == (10, 50)
+        again = post(client, [event(i) for i in range(50, 60)])  # first copies still in the log
+        assert (again["accepted"], again["duplicates"]) == (0, 10)
+        assert switch.failed_calls == failed_before or services.loader.stats.retries > 0
+        switch.come_back()
+        assert counts(services)[:2] == (60, 60)

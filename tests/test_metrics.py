@@ -49,7 +49,7 @@ def test_gauges_follow_the_last_evaluation(client: TestClient, clock: Any) -> No
     assert after[("flowsight_evaluation_duration_seconds", ())] > 0
 
 
-def test_collector_counters_and_insert_histogram(client: TestClient) -> None:
+def test_collector_counters_commit_histogram_and_loader(client: TestClient, services: Any) -> None:
     good = [{**e, "event_id": f"m-{i}"} for i, e in enumerate(EVENTS[:3])]
     bad = {**EVENTS[0], "event_id": "m-bad", "system": "BAD"}
     client.post(
@@ -58,9 +58,16 @@ def test_collector_counters_and_insert_histogram(client: TestClient) -> None:
         headers={"content-type": "application/json"},
     )
     found = samples(client.get("/metrics").text)
-    assert found[("flowsight_ingest_events_stored_total", ())] == 3
+    assert found[("flowsight_ingest_events_logged_total", ())] == 3
     assert found[("flowsight_ingest_duplicates_total", ())] == 1
     assert found[("flowsight_ingest_rejected_total", ())] == 1
-    assert found[("flowsight_ingest_insert_duration_seconds_count", ())] == 1
-    assert found[("flowsight_ingest_insert_duration_seconds_bucket", (("le", "+Inf"),))] == 1
-    assert found[("flowsight_spool_bytes", ())] == 0
+    assert found[("flowsight_wal_commit_duration_seconds_count", ())] == 1
+    assert found[("flowsight_wal_commit_duration_seconds_bucket", (("le", "+Inf"),))] == 1
+    assert found[("flowsight_wal_bytes", ())] > 0
+    assert found[("flowsight_dedup_ids", ())] == 3
+    assert services.writer.wait_idle()
+    loaded = samples(client.get("/metrics").text)
+    assert loaded[("flowsight_ingest_events_stored_total", ())] == 3
+    assert loaded[("flowsight_loader_dead_letters_stored_total", ())] == 1
+    assert loaded[("flowsight_loader_lag_seconds", ())] == 0
+    assert loaded[("flowsight_loader_waiting_rows", ())] == 0

@@ -19,6 +19,7 @@ def post(client: TestClient, events: list[dict[str, Any]]) -> None:
 
 
 def state(services: Any, correlation_id: str) -> dict[str, Any]:
+    assert services.writer.wait_idle()
     [row] = services.store.dicts(
         f"""SELECT min(first_seen) AS first_seen, max(last_seen) AS last_seen, max(channel) AS channel,
                    minMap(reached) AS reached, maxMap(last_ok) AS last_ok,

@@ -58,6 +58,7 @@ def test_lifecycle_records_become_events_and_resends_dedupe(client: TestClient, 
     ]
     assert doc["events"][0]["occurred_at"] == "2026-11-25T09:46:40Z"
     assert doc["events"][0]["trace_id"] == "5b8efff798038103d269b633813fc60c"
+    assert services.writer.wait_idle()
     assert services.store.rows(f"SELECT count() FROM {services.schema.table('events')}")[0][0] == 2
 
 

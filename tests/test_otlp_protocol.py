@@ -168,6 +168,7 @@ def test_each_span_keeps_its_own_resource_and_scope(client: TestClient, services
         }
     )
     assert post_json(client, body).json()["partialSuccess"]["rejectedSpans"] == "1"
+    assert services.writer.wait_idle()
     rows = services.store.rows(
         "SELECT SpanName, ServiceName, ResourceAttributes['region'], ScopeName, ScopeVersion "
         f"FROM {services.schema.table('otel_traces')} ORDER BY SpanName"
@@ -185,6 +186,7 @@ def test_resent_spans_are_stored_once(client: TestClient, services: Any) -> None
     for _ in range(3):
         assert post_json(client, body).status_code == 200
     assert len(spans_of(client, "SO-J3")) == 1
+    assert services.writer.wait_idle()
     assert services.store.rows(f"SELECT count() FROM {services.schema.table('otel_traces')}")[0][0] == 1
 
 
@@ -249,7 +251,7 @@ def test_spans_are_spooled_while_the_database_is_down_and_stored_once(faulty: An
     assert post_json(client, body).status_code == 200
     assert post_json(client, body).status_code == 200  # a resend while down
     switch.come_back()
-    assert services.writer.drain(timeout=20)
+    assert services.writer.wait_idle(timeout=20)
     assert services.store.rows(f"SELECT count() FROM {services.schema.table('otel_traces')}")[0][0] == 2
     assert {s["name"] for s in spans_of(client, "SO-J5")} == {"POST /orders", "child"}
 

@@ -1,4 +1,4 @@
-"""/readyz: ready once the database answers, migrations are applied, the spool has room and the
+"""/readyz: ready once the database answers, migrations are applied, the write-ahead log has room and the
 compiled scanners are loaded, so traffic arrives when the service can take it at full speed."""
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ def test_not_ready_until_the_scanners_are_compiled(services: Any, monkeypatch: p
     with TestClient(create_app(services)) as client:
         waiting = client.get("/readyz")
         assert waiting.status_code == 503
-        assert waiting.json() | {"spool_bytes": 0} == {
+        assert waiting.json() == {
             "status": "not ready",
             "database_reachable": True,
             "pending_migrations": [],
-            "spool_bytes": 0,
-            "spool_full": False,
+            "wal_bytes": 0,
+            "wal_full": False,
+            "loader_lag_seconds": 0.0,
+            "loader_error": None,
             "scanners_compiled": False,
         }
         release.set()

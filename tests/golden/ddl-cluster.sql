@@ -237,6 +237,34 @@ INSERT INTO flowsight.trace_spans SELECT TraceId, SpanId, ParentSpanId, ServiceN
 FROM flowsight.otel_traces
 WHERE TraceId != '';
 
+ALTER TABLE flowsight.events_local ON CLUSTER retail ADD COLUMN IF NOT EXISTS loaded_at DateTime64(3, 'UTC') DEFAULT ingested_at;
+
+ALTER TABLE flowsight.events_local ON CLUSTER retail MATERIALIZE COLUMN loaded_at SETTINGS mutations_sync = 2;
+
+ALTER TABLE flowsight.events_local ON CLUSTER retail MODIFY COLUMN loaded_at DateTime64(3, 'UTC') DEFAULT now64(3);
+
+ALTER TABLE flowsight.events_local ON CLUSTER retail ADD INDEX IF NOT EXISTS loaded_at_idx loaded_at TYPE minmax GRANULARITY 1;
+
+ALTER TABLE flowsight.events_local ON CLUSTER retail MATERIALIZE INDEX loaded_at_idx SETTINGS mutations_sync = 2;
+
+ALTER TABLE flowsight.events ON CLUSTER retail ADD COLUMN IF NOT EXISTS loaded_at DateTime64(3, 'UTC') DEFAULT now64(3);
+
+ALTER TABLE flowsight.events_local ON CLUSTER retail MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.order_state_local ON CLUSTER retail MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.system_minutes_local ON CLUSTER retail MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.otel_traces_local ON CLUSTER retail MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.otel_traces_trace_id_ts_local ON CLUSTER retail MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.trace_correlations_local ON CLUSTER retail MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.trace_spans_local ON CLUSTER retail MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.dead_letters_local ON CLUSTER retail MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
 CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots_local ON CLUSTER retail
 (
     evaluated_at DateTime64(3, 'UTC'),

@@ -207,6 +207,32 @@ INSERT INTO flowsight.trace_spans SELECT TraceId, SpanId, ParentSpanId, ServiceN
 FROM flowsight.otel_traces
 WHERE TraceId != '';
 
+ALTER TABLE flowsight.events ADD COLUMN IF NOT EXISTS loaded_at DateTime64(3, 'UTC') DEFAULT ingested_at;
+
+ALTER TABLE flowsight.events MATERIALIZE COLUMN loaded_at SETTINGS mutations_sync = 2;
+
+ALTER TABLE flowsight.events MODIFY COLUMN loaded_at DateTime64(3, 'UTC') DEFAULT now64(3);
+
+ALTER TABLE flowsight.events ADD INDEX IF NOT EXISTS loaded_at_idx loaded_at TYPE minmax GRANULARITY 1;
+
+ALTER TABLE flowsight.events MATERIALIZE INDEX loaded_at_idx SETTINGS mutations_sync = 2;
+
+ALTER TABLE flowsight.events MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.order_state MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.system_minutes MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.otel_traces MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.otel_traces_trace_id_ts MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.trace_correlations MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.trace_spans MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
+ALTER TABLE flowsight.dead_letters MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1;
+
 CREATE TABLE IF NOT EXISTS flowsight.slo_snapshots
 (
     evaluated_at DateTime64(3, 'UTC'),
