@@ -196,13 +196,12 @@ def preload_only(args: argparse.Namespace) -> int:
 
 def preload_store(data_dir: Path, table: str, chunks: Iterator[pa.Table], total: int, unit: str) -> int:
     """Insert ``chunks`` (``total`` rows) into ``table`` of a fresh server data directory,
-    straight into the tables, then leave it as a service that stored them and stopped cleanly
-    would; prints how many were stored, as JSON, for :func:`run_preload`."""
+    straight into the tables, as a service that loaded them and stopped cleanly leaves it (its
+    write-ahead log empty); prints how many were stored, as JSON, for :func:`run_preload`."""
     from bench.order_state import settle_merges
     from flowsight import migrations
     from flowsight.app import MIGRATIONS
-    from flowsight.collector.spool import Spool
-    from flowsight.collector.writer import INSERT_SETTINGS
+    from flowsight.collector.loader import INSERT_SETTINGS
     from flowsight.ddl import Schema
     from flowsight.store import Store
 
@@ -220,9 +219,6 @@ def preload_store(data_dir: Path, table: str, chunks: Iterator[pa.Table], total:
     # start merging tens of half-million-row parts just as the timed phase begins.
     settle_merges(store, timeout_s=900.0, quiet_s=3.0)
     store.close()
-    # As a service that stored them and stopped cleanly leaves it: no commit half-done, so the
-    # server's start re-applies nothing (after a crash it would re-apply the last events).
-    Spool(data_dir / "spool", 1 << 30).mark_clean_stop()
     print(json.dumps({"preloaded": stored}))
     return 0
 
@@ -279,6 +275,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+WRITER_SECONDS = {
+    "commit": "flowsight_ingest_commit_seconds_total",
+    "dedup": "flowsight_ingest_dedup_seconds_total",
+    "insert": "flowsight_loader_insert_seconds_total",
+}
+"""The server's own time in each step of ingest (``/metrics``): the writer's write-ahead log
+commits and dedup, and the loader's inserts."""
 
 
 def proc_status(pid: int, field: str) -> int | None:
@@ -382,7 +387,7 @@ def direct_only(args: argparse.Namespace) -> int:
     from flowsight import migrations
     from flowsight.app import MIGRATIONS
     from flowsight.collector.events import EventBatch
-    from flowsight.collector.writer import INSERT_SETTINGS
+    from flowsight.collector.loader import INSERT_SETTINGS
     from flowsight.ddl import Schema
     from flowsight.store import Store
     from flowsight.workflows import DEFAULT_WORKFLOWS
@@ -710,10 +715,8 @@ def http_phase(
         status, metrics_text = get(port, "/metrics")
         commits = metric(metrics_text.decode(), "flowsight_ingest_commits_total") if status == 200 else None
         writer_seconds = {
-            step: metric(metrics_text.decode(), f"flowsight_ingest_{step}_seconds_total")
-            if status == 200
-            else None
-            for step in ("commit", "dedup", "insert")
+            step: metric(metrics_text.decode(), name) if status == 200 else None
+            for step, name in WRITER_SECONDS.items()
         }
         peak_rss = proc_status(server.pid, "VmHWM")
 

@@ -830,10 +830,10 @@ def markdown(result: dict[str, Any]) -> str:
         (
             "Server writer: commits, busy share of the load (dedup, inserts)",
             f"{w['ingest_commits_total']:,.0f}, {w['writer_busy_share']:.0%} "
-            f"({w['ingest_dedup_seconds_total']:.1f} s, {w['ingest_insert_seconds_total']:.1f} s)"
+            f"({w['ingest_dedup_seconds_total']:.1f} s, {w['loader_insert_seconds_total']:.1f} s)"
             if w.get("writer_busy_share") is not None
             and w.get("ingest_dedup_seconds_total") is not None
-            and w.get("ingest_insert_seconds_total") is not None
+            and w.get("loader_insert_seconds_total") is not None
             else "n/a",
             "",
         ),
@@ -1007,7 +1007,7 @@ def writer_figures(port: int, headers: dict[str, str], seconds: float) -> dict[s
             "ingest_events_stored_total",
             "ingest_duplicates_total",
             "ingest_commit_seconds_total",
-            "ingest_insert_seconds_total",
+            "loader_insert_seconds_total",
             "ingest_dedup_seconds_total",
             "evaluation_duration_seconds",
         )

@@ -31,8 +31,8 @@ if str(ROOT) not in sys.path:
 from flowsight import migrations  # noqa: E402
 from flowsight.app import MIGRATIONS, build_services  # noqa: E402
 from flowsight.collector.events import EVENT_SCHEMA  # noqa: E402
+from flowsight.collector.loader import INSERT_SETTINGS  # noqa: E402
 from flowsight.collector.order_figures import OrderFigures, SliCounts  # noqa: E402
-from flowsight.collector.writer import INSERT_SETTINGS  # noqa: E402
 from flowsight.ddl import Schema  # noqa: E402
 from flowsight.settings import Settings  # noqa: E402
 from flowsight.slo.engine import SloEngine  # noqa: E402

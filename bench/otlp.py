@@ -46,6 +46,7 @@ from bench.ingest import (  # noqa: E402
     DATABASE,
     WINDOW_MS,
     WINDOW_START_MS,
+    WRITER_SECONDS,
     Aborted,
     Run,
     add_preload_options,
@@ -574,10 +575,7 @@ def http_phase(
         status, metrics_text = get(port, "/metrics")
         text = metrics_text.decode() if status == 200 else ""
         commits = metric(text, "flowsight_ingest_commits_total")
-        writer_seconds = {
-            step: metric(text, f"flowsight_ingest_{step}_seconds_total")
-            for step in ("commit", "dedup", "insert")
-        }
+        writer_seconds = {step: metric(text, name) for step, name in WRITER_SECONDS.items()}
         peak_rss = proc_status(server.pid, "VmHWM")
         stop_started = time.monotonic()
         code = stop_server(server, server_log, deadline)

@@ -13,12 +13,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from flowsight.auth import Principal
 from flowsight.collector import dead_letters
 from flowsight.collector.columnar import ColumnarBatch, TooMany, validate_ndjson
 from flowsight.collector.dead_letters import DeadLetterStore
 from flowsight.collector.events import DEFAULT_LIMITS, EventBatch, EventLimits
+from flowsight.collector.loader import SPANS_REFUSED, spans_from_payloads
 from flowsight.collector.seen_ids import fingerprints
 from flowsight.collector.writer import EventWriter
 from flowsight.timefmt import to_ms
@@ -257,25 +259,34 @@ class EventIngestor:
         pending = await asyncio.to_thread(self.dead_letter_store.pending, limit)
         if not pending:
             return {"examined": 0, "replayed": 0, "still_invalid": 0, "duplicates": 0}
+        spans = [letter for letter in pending if letter.source == SPANS_REFUSED]
+        letters = [letter for letter in pending if letter.source != SPANS_REFUSED]
         decoded: list[Any] = []
-        for letter in pending:
+        for letter in letters:
             try:
                 decoded.append(orjson.loads(letter.payload))
             except orjson.JSONDecodeError:
                 decoded.append(RawLine(letter.payload.encode(), "not valid JSON"))
         batch = self.new_batch("replay")
-        passed: set[int] = set()
-        for index, event in enumerate(decoded):
+        passed: set[str] = set()
+        for index, (letter, event) in enumerate(zip(letters, decoded, strict=True)):
             if isinstance(event, dict) and batch.add(index, event):
-                passed.add(index)
-        outcome = await asyncio.wrap_future(self.writer.submit(batch.to_arrow()))
-        outcomes = [
-            (letter.id, "replayed" if i in passed else "still_invalid") for i, letter in enumerate(pending)
-        ]
+                passed.add(letter.id)
+        span_rows = []
+        for letter in spans:  # spans ClickHouse refused once: their rows, as they were
+            try:
+                span_rows.append(spans_from_payloads([letter.payload]))
+                passed.add(letter.id)
+            except ValueError:
+                pass
+        outcome = await asyncio.wrap_future(
+            self.writer.submit(batch.to_arrow(), spans=pa.concat_tables(span_rows) if span_rows else None)
+        )
+        outcomes = [(letter.id, "replayed" if letter.id in passed else "still_invalid") for letter in pending]
         await asyncio.to_thread(self.dead_letter_store.record_replays, self._now_ms(), outcomes)
         return {
             "examined": len(pending),
-            "replayed": outcome.accepted,
-            "duplicates": outcome.duplicates,
+            "replayed": outcome.accepted + outcome.spans_accepted,
+            "duplicates": outcome.duplicates + outcome.spans_duplicates,
             "still_invalid": len(pending) - len(passed),
         }

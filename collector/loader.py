@@ -118,6 +118,7 @@ class Loader:
         retry_max_seconds: float = 5.0,
         memory_bytes: int = 256 << 20,
         housekeeping: Callable[[], None] | None = None,
+        on_refused: Callable[[str, pa.Table], None] | None = None,
     ):
         self.store = store
         self.schema = schema
@@ -128,6 +129,8 @@ class Loader:
         self.retry_max_seconds = retry_max_seconds
         self.memory_bytes = memory_bytes
         self.housekeeping = housekeeping
+        self.on_refused = on_refused
+        """Told of the rows of each table ClickHouse refused (the writer forgets their ids)."""
         self.stats = LoaderStats()
         self._pending: deque[Pending] = deque()
         self._pending_rows = 0
@@ -443,6 +446,8 @@ class Loader:
         """The rows of one record ClickHouse refuses, as dead letters carrying the error."""
         rows = self._not_stored(table, rows)  # the insert may have stored some partitions
         self.stats.rows_refused += rows.num_rows
+        if self.on_refused is not None:
+            self.on_refused(table, rows)
         reason = f"ClickHouse refused the {table} insert: {str(exc)[:500]}"
         log.error("record %d: %d rows %s", group[0].record.seq, rows.num_rows, reason)
         received = int(time.time() * 1000)

@@ -27,6 +27,7 @@ class CollectorHealth(Collector):
             ("flowsight_ingest_rejected", "Rejected input kept as dead letters.", stats.dead_letters),
             ("flowsight_ingest_refused_batches", "Batches answered 503 because the write-ahead log could not take them.", stats.refused),
             ("flowsight_ingest_dedup_seconds", "Time spent deduplicating batches.", stats.dedup_seconds),
+            ("flowsight_ingest_commit_seconds", "Time spent appending to the write-ahead log and fsyncing it.", stats.commit_seconds),
             ("flowsight_ingest_events_stored", "Lifecycle events the loader inserted into ClickHouse.", loaded.events_loaded),
             ("flowsight_loader_spans_stored", "Spans the loader inserted into ClickHouse.", loaded.spans_loaded),
             ("flowsight_loader_dead_letters_stored", "Dead letters the loader inserted into ClickHouse.", loaded.dead_letters_loaded),

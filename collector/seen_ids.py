@@ -123,6 +123,7 @@ class IdWindow:
         self.window_ms = window_ms
         self.span_ms = max(1, -(-window_ms // GENERATIONS))
         self._generations: dict[int, SeenIds] = {}
+        self._forgotten: set[tuple[int, int]] = set()
 
     def __len__(self) -> int:
         return sum(len(g) for g in self._generations.values())
@@ -153,6 +154,13 @@ class IdWindow:
         """Record ids seen at ``now_ms``."""
         if hashes.size:
             self._generations.setdefault(self.generation(now_ms), SeenIds()).add(hashes, checks)
+            if self._forgotten:
+                self._forgotten.difference_update(zip(hashes.tolist(), checks.tolist(), strict=True))
+
+    def forget(self, hashes: np.ndarray, checks: np.ndarray) -> None:
+        """Take ids back out (rows ClickHouse refused, which a replay must be able to store).
+        Rare, so a set beside the arrays, consulted only while it holds anything."""
+        self._forgotten.update(zip(hashes.tolist(), checks.tolist(), strict=True))
 
     def expire(self, now_ms: int) -> int:
         """Drop the generations wholly older than the window; how many ids went."""
@@ -172,7 +180,12 @@ class IdWindow:
 
     def confirmed(self, hashes: np.ndarray, checks: np.ndarray) -> np.ndarray:
         """A boolean mask: which ids have both hashes stored together (seen before)."""
-        return _lookup(self._arrays(), hashes, checks)
+        found = _lookup(self._arrays(), hashes, checks)
+        if self._forgotten:
+            for i in np.flatnonzero(found).tolist():
+                if (int(hashes[i]), int(checks[i])) in self._forgotten:
+                    found[i] = False
+        return found
 
 
 GENERATIONS = 8

@@ -172,16 +172,20 @@ class WriteAheadLog:
             length = len(header) + len(payload)
             if self._bytes + length > self.max_bytes:
                 raise WalFull(f"the write-ahead log holds {self._bytes} of {self.max_bytes} bytes")
-            segment = self._writable(length)
-        assert self._fd is not None
-        offset = segment.size
+        segment: _Segment | None = None
+        offset = 0
         started = time.perf_counter()
         try:
+            with self._lock:
+                segment = self._writable(length)
+            offset = segment.size
+            assert self._fd is not None
             _write_all(self._fd, header)
             _write_all(self._fd, payload)
             os.fsync(self._fd)
         except OSError as exc:
-            self._abandon(segment, offset)
+            if segment is not None:
+                self._abandon(segment, offset)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise WalFull(f"the write-ahead log's volume is full ({exc.strerror})") from exc
             raise WalWriteFailed(f"writing the write-ahead log failed: {exc}") from exc
@@ -207,9 +211,9 @@ class WriteAheadLog:
         seq = max(self._segments, default=0) + 1
         segment = _Segment(seq, self.path / f"{seq:020d}{SUFFIX}")
         self._fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        _fsync(self.path)
         self._segments[seq] = segment
         self._active = segment
+        _fsync(self.path)  # the new file's name is durable before any record in it is acknowledged
         return segment
 
     def _seal(self, segment: _Segment) -> None:
@@ -226,8 +230,9 @@ class WriteAheadLog:
         """After a failed write: cut the record's bytes off, so nothing follows a partial record,
         and start the next record in a new segment."""
         try:
-            os.ftruncate(self._fd, offset)  # type: ignore[arg-type]
-            os.fsync(self._fd)  # type: ignore[arg-type]
+            if self._fd is not None:
+                os.ftruncate(self._fd, offset)
+                os.fsync(self._fd)
         except OSError:
             log.exception("cutting a failed record off %s failed; recovery will cut it", segment.path.name)
         with self._lock:

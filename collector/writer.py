@@ -131,6 +131,7 @@ class EventWriter:
         self.seen = IdWindow(dedup_window_ms)
         self.seen_spans = IdWindow(dedup_window_ms)
         self._refreshed_to_ms: int | None = None
+        loader.on_refused = self.forget
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -241,6 +242,13 @@ class EventWriter:
                 chosen = ~known & (at // self.seen.span_ms == g)
                 self.seen.add(hashes[chosen], checks[chosen], int(g) * self.seen.span_ms)
         self._refreshed_to_ms = int(table.column("loaded").to_numpy().max())
+
+    def forget(self, table: str, rows: pa.Table) -> None:
+        """Forget the ids of rows ClickHouse refused: they are dead letters now, and replaying
+        them must store them, not count them as duplicates of themselves."""
+        keys = rows.column("event_id") if table == "events" else span_keys(rows)
+        with self._seen_lock:
+            (self.seen if table == "events" else self.seen_spans).forget(*fingerprints(keys))
 
     # -- submitting -----------------------------------------------------------------------
 

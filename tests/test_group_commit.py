@@ -1,22 +1,25 @@
-"""The writer's group commit: a small batch waits a moment while other requests are still
-arriving, so they share its insert; a lone request, or one after the others stopped coming, is
-written at once."""
+"""The writer's group commit: requests that arrive while a record is being fsynced share the next
+record; no request is acknowledged before the fsync of its record returned; a failed write or
+fsync acknowledges nothing and answers 503."""
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from flowsight.collector import wal
 from flowsight.collector.events import EventBatch
-from flowsight.collector.spool import Spool
-from flowsight.collector.writer import EventWriter, WriteOutcome
+from flowsight.collector.writer import WriteOutcome
 from flowsight.workflows import DEFAULT_WORKFLOWS
 from tests.conftest import event
-
-LINGER_S = 1.5
 
 
 def batch(*ids: str) -> Any:
@@ -26,89 +29,112 @@ def batch(*ids: str) -> Any:
     return b.to_arrow()
 
 
-def writer(services: Any, tmp_path: Path) -> EventWriter:
-    services.start()
-    services.writer.stop()  # the service's own writer; this test drives its own
-    w = EventWriter(
-        services.store, services.schema, Spool(tmp_path / "spool", 10_000_000), batch_rows=1000,
-        linger_seconds=LINGER_S,
-    )  # fmt: skip
-    w.start()
-    return w
+class Journal:
+    """What happened, in order, on the log's file descriptors and to the requests' futures."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fsync_seconds: float = 0.0):
+        self.lock = threading.Lock()
+        self.entries: list[tuple[str, Any]] = []
+        self.in_fsync = threading.Event()
+        real_write, real_fsync = os.write, os.fsync
+
+        def write(fd: int, data: Any) -> int:
+            n = real_write(fd, data)
+            self.note("write", fd)
+            return n
+
+        def fsync(fd: int) -> None:
+            self.in_fsync.set()
+            time.sleep(fsync_seconds)
+            real_fsync(fd)
+            self.note("fsynced", fd)
+            self.in_fsync.clear()
+
+        monkeypatch.setattr(wal.os, "write", write)
+        monkeypatch.setattr(wal.os, "fsync", fsync)
+
+    def note(self, what: str, detail: Any) -> None:
+        with self.lock:
+            self.entries.append((what, detail))
+
+    def watch(self, name: str, future: Future[WriteOutcome]) -> Future[WriteOutcome]:
+        future.add_done_callback(lambda _: self.note("ack", name))
+        return future
 
 
-def another_request(
-    w: EventWriter, seconds: float, ids: tuple[str, ...]
-) -> tuple[threading.Thread, list[Future[WriteOutcome]]]:
-    """A request on its own thread (its own context): it arrives, takes ``seconds`` to read and
-    validate, then submits ``ids`` (none: it ends without a batch, as a rejected body does)."""
-    futures: list[Future[WriteOutcome]] = []
-    started = threading.Event()
-
-    def run() -> None:
-        with w.arriving():
-            started.set()
-            time.sleep(seconds)
-            if ids:
-                futures.append(w.submit(batch(*ids)))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert started.wait(10)
-    return thread, futures
-
-
-def test_a_small_batch_waits_for_a_request_still_arriving_and_they_share_one_insert(
-    services: Any, tmp_path: Path
+def test_no_acknowledgement_before_the_fsync_of_its_record_returned(
+    client: TestClient, services: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    w = writer(services, tmp_path)
-    try:
-        commits = w.stats.commits
-        thread, later = another_request(w, 0.3, ("b-1",))
-        first = w.submit(batch("a-1", "a-2"))
-        thread.join()
-        assert (first.result(timeout=30).accepted, later[0].result(timeout=30).accepted) == (2, 1)
-        assert w.stats.commits == commits + 1
-    finally:
-        w.stop()
+    journal = Journal(monkeypatch, fsync_seconds=0.02)
+    futures = []
+    threads = []
+    for t in range(6):
+
+        def send(t: int = t) -> None:
+            for n in range(5):
+                futures.append(journal.watch(f"{t}-{n}", services.writer.submit(batch(f"o-{t}-{n}"))))
+                futures[-1].result(timeout=30)
+
+        threads.append(threading.Thread(target=send))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(futures) == 30 and all(f.result().accepted == 1 for f in futures)
+    unsynced = set()  # descriptors written to since their last fsync returned
+    acks = 0
+    for what, detail in journal.entries:
+        if what == "write":
+            unsynced.add(detail)
+        elif what == "fsynced":
+            unsynced.discard(detail)
+        else:
+            acks += 1
+            assert not unsynced, f"request {detail} was acknowledged while its record was not fsynced"
+    assert acks == 30
 
 
-def test_a_lone_request_is_written_without_waiting(services: Any, tmp_path: Path) -> None:
-    w = writer(services, tmp_path)
-    try:
-        w.submit(batch("warm-2")).result(timeout=30)
-        started = time.monotonic()
-        with w.arriving():  # its own mark ends at its submit: it never waits for itself
-            future = w.submit(batch("c-1"))
-            assert future.result(timeout=30).accepted == 1
-        assert time.monotonic() - started < LINGER_S / 2
-    finally:
-        w.stop()
+def test_requests_arriving_during_an_fsync_share_the_next_record(
+    client: TestClient, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(monkeypatch, fsync_seconds=0.3)
+    commits = services.writer.stats.commits
+    first = services.writer.submit(batch("first"))
+    assert journal.in_fsync.wait(10)
+    waiting = [services.writer.submit(batch(f"w-{i}")) for i in range(10)]  # while it fsyncs
+    assert first.result(timeout=30).accepted == 1
+    assert all(f.result(timeout=30).accepted == 1 for f in waiting)
+    assert services.writer.stats.commits == commits + 2
+    assert services.writer.wait_idle()
+    [(stored,)] = services.store.rows(f"SELECT count() FROM {services.schema.table('events')}")
+    assert stored == 11
 
 
-def test_a_batch_of_a_quarter_of_the_insert_size_does_not_wait(services: Any, tmp_path: Path) -> None:
-    w = writer(services, tmp_path)
-    try:
-        thread, _ = another_request(w, LINGER_S, ())
-        started = time.monotonic()
-        big = batch(*(f"d-{i}" for i in range(250)))
-        assert w.submit(big).result(timeout=30).accepted == 250
-        assert time.monotonic() - started < LINGER_S / 2
-        thread.join()
-    finally:
-        w.stop()
+@pytest.mark.parametrize(
+    ("failure", "answer"),
+    [
+        pytest.param(errno.EIO, "writing the write-ahead log failed", id="a failed fsync answers 503"),
+        pytest.param(errno.ENOSPC, "volume is full", id="a full volume at fsync answers 503"),
+    ],
+)
+def test_a_failed_fsync_acknowledges_nothing(
+    client: TestClient, services: Any, monkeypatch: pytest.MonkeyPatch, failure: int, answer: str
+) -> None:
+    def fails(fd: int) -> None:
+        raise OSError(failure, os.strerror(failure))
 
-
-def test_the_wait_ends_when_the_other_request_ends_without_a_batch(services: Any, tmp_path: Path) -> None:
-    w = writer(services, tmp_path)
-    try:
-        commits = w.stats.commits
-        thread, _ = another_request(w, 0.2, ())  # rejected: nothing to submit
-        started = time.monotonic()
-        assert w.submit(batch("e-1")).result(timeout=30).accepted == 1
-        waited = time.monotonic() - started
-        thread.join()
-        assert 0.1 < waited < LINGER_S / 2  # waited for it, and not the whole linger
-        assert w.stats.commits == commits + 1
-    finally:
-        w.stop()
+    monkeypatch.setattr(wal.os, "fsync", fails)
+    response = client.post(
+        "/v1/events", content=orjson.dumps([event("lost")]), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == str(services.settings.retry_after_seconds)
+    assert answer in response.json()["error"]
+    monkeypatch.undo()
+    again = client.post(
+        "/v1/events", content=orjson.dumps([event("lost")]), headers={"content-type": "application/json"}
+    )
+    assert (again.status_code, again.json()["accepted"]) == (200, 1)  # not taken for a duplicate
+    assert services.writer.wait_idle()
+    [(stored,)] = services.store.rows(f"SELECT count() FROM {services.schema.table('events')}")
+    assert stored == 1

@@ -242,7 +242,7 @@ def faulty(settings: Any, engine: Any, clock: Any) -> Iterator[tuple[TestClient,
         yield client, services, switch
 
 
-def test_spans_are_spooled_while_the_database_is_down_and_stored_once(faulty: Any) -> None:
+def test_spans_wait_in_the_log_while_the_database_is_down_and_are_stored_once(faulty: Any) -> None:
     client, services, switch = faulty
     body = json_request(
         [span(ORDER_SPAN, "POST /orders", attrs={"order.id": "SO-J5"}), span(CHILD_SPAN, "child")]
@@ -256,9 +256,9 @@ def test_spans_are_spooled_while_the_database_is_down_and_stored_once(faulty: An
     assert {s["name"] for s in spans_of(client, "SO-J5")} == {"POST /orders", "child"}
 
 
-def test_full_spool_answers_503_with_retry_after(settings: Any, engine: Any, clock: Any) -> None:
+def test_full_write_ahead_log_answers_503_with_retry_after(settings: Any, engine: Any, clock: Any) -> None:
     store, switch = switchable_store(engine)
-    services = build_services(settings.model_copy(update={"spool_max_bytes": 1}), store=store, clock=clock)
+    services = build_services(settings.model_copy(update={"wal_max_bytes": 1}), store=store, clock=clock)
     with TestClient(create_app(services)) as client:
         switch.go_down()
         response = post_json(client, json_request([span(ORDER_SPAN, "x")]))
