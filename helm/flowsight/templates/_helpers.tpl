@@ -149,7 +149,7 @@ capabilities:
 {{- end }}
 
 {{/*
-Volumes shared by the workloads: the data directory (spool), /tmp and the configuration files.
+Volumes shared by the workloads: the data directory (the write-ahead log), /tmp and the configuration files.
 */}}
 {{- define "flowsight.volumes" -}}
 - name: data
