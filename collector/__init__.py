@@ -1,2 +1,2 @@
-"""Ingestion: the lifecycle-event API, validation, dedup, dead letters, the durable spool and
-the ClickHouse tables they own."""
+"""Ingestion: the lifecycle-event API, validation, dedup, dead letters, the write-ahead log and
+its loader, and the ClickHouse tables they own."""

@@ -138,6 +138,7 @@ class Loader:
         self._appended = 0  # sequence number of the last record handed over
         self._loaded = 0  # sequence number of the last record loaded
         self._cond = threading.Condition()
+        self._readers = 0  # reads waiting for the loader: it does not linger while any do
         self._stopping = False
         self._deadline = float("inf")
         self._thread: threading.Thread | None = None
@@ -205,8 +206,13 @@ class Loader:
         """Called with the condition held."""
         if self._loaded >= target:
             return
-        if not self._cond.wait_for(lambda: self._loaded >= target, timeout):
-            raise NotYetLoaded(self._lag(), self.stats.last_error)
+        self._readers += 1
+        self._cond.notify_all()  # a lingering loader goes now
+        try:
+            if not self._cond.wait_for(lambda: self._loaded >= target, timeout):
+                raise NotYetLoaded(self._lag(), self.stats.last_error)
+        finally:
+            self._readers -= 1
 
     def lag_seconds(self) -> float:
         """How long the oldest record waiting to be loaded has waited (0 when none waits)."""
@@ -246,7 +252,12 @@ class Loader:
                 if self._pending:
                     oldest = self._pending[0].record.appended_at
                     linger = oldest + self.linger_seconds - time.monotonic()
-                    if self._stopping or self._pending_rows >= self.batch_rows or linger <= 0:
+                    if (
+                        self._stopping
+                        or self._readers
+                        or self._pending_rows >= self.batch_rows
+                        or linger <= 0
+                    ):
                         break
                     self._cond.wait(linger)
                 elif self._stopping:

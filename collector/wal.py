@@ -30,6 +30,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from flowsight.collector.dead_letters import DEAD_LETTER_SCHEMA
+from flowsight.collector.events import EVENT_SCHEMA
+from flowsight.collector.otlp import SPAN_SCHEMA
+
 log = logging.getLogger(__name__)
 
 SUFFIX = ".wal"
@@ -82,6 +86,8 @@ class Record:
 
 
 def encode(batch: Batch) -> bytes:
+    """A batch as three Arrow IPC streams; an empty table takes no bytes (a stream's schema
+    alone is a few KB, more than a single event)."""
     streams = [_ipc(batch.events), _ipc(batch.dead_letters), _ipc(batch.spans)]
     return _TABLES.pack(*(len(s) for s in streams)) + b"".join(streams)
 
@@ -92,13 +98,21 @@ def decode(payload: bytes | memoryview) -> Batch:
     if start + sum(lengths) != len(payload):
         raise ValueError("length mismatch")
     tables = []
-    for length in lengths:
-        tables.append(pa.ipc.open_stream(pa.py_buffer(payload[start : start + length])).read_all())
+    for length, empty in zip(lengths, _EMPTY, strict=True):
+        if length:
+            tables.append(pa.ipc.open_stream(pa.py_buffer(payload[start : start + length])).read_all())
+        else:
+            tables.append(empty)
         start += length
     return Batch(*tables)
 
 
+_EMPTY = (EVENT_SCHEMA.empty_table(), DEAD_LETTER_SCHEMA.empty_table(), SPAN_SCHEMA.empty_table())
+
+
 def _ipc(table: pa.Table) -> bytes:
+    if not table.num_rows:
+        return b""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

@@ -281,6 +281,7 @@ class EventWriter:
             if self._pending_rows + rows > self.max_pending_rows and self._pending_rows:
                 raise Backpressure(f"{self._pending_rows} events are waiting to be written")
             if self.wal.is_full():
+                self.stats.refused += 1
                 raise WalFull("the write-ahead log is full while ClickHouse catches up")
             self._queue.append(
                 _Pending(
@@ -319,7 +320,7 @@ class EventWriter:
                 try:
                     outcomes = self.commit(items)
                 except (WalFull, WalWriteFailed) as exc:
-                    self.stats.refused += len(items)
+                    self.stats.refused += len(items)  # each answered 503
                     for item in items:
                         item.future.set_exception(exc)
                 except Exception as exc:  # never leave a request waiting on a dead thread

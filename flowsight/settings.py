@@ -177,8 +177,8 @@ class Settings(BaseSettings):
         100.0,
         ge=0,
         description="How long the loader waits for more records while fewer than write_batch_rows "
-        "rows wait, so that ClickHouse gets fewer, larger inserts (fewer parts to merge); reads "
-        "never wait for it (see read_after_write_timeout_seconds). Default 100 ms. "
+        "rows wait, so that ClickHouse gets fewer, larger inserts (fewer parts to merge); it stops "
+        "waiting as soon as a read waits for it. Default 100 ms. "
         "Env FLOWSIGHT_LOAD_LINGER_MS.",
     )
     load_retry_seconds: float = Field(

@@ -7,11 +7,14 @@ import threading
 import time
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from flowsight import app as app_module
-from flowsight.app import create_app
+from flowsight.app import build_services, create_app
+from tests.conftest import event
+from tests.faults import switchable_store
 
 
 def test_not_ready_until_the_scanners_are_compiled(services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,3 +80,41 @@ def test_a_failed_compilation_does_not_keep_the_service_unready(monkeypatch: pyt
     app_module._compile_scanners(done)
 
     assert done.is_set()
+
+
+def test_a_collector_stays_ready_while_the_database_is_away_and_its_log_has_room(
+    settings: Any, engine: Any, clock: Any
+) -> None:
+    store, switch = switchable_store(engine)
+    with TestClient(create_app(build_services(settings, store=store, clock=clock))) as client:
+        wait_until_ready(client)
+        switch.go_down()
+        try:
+            answer = client.get("/readyz")
+            assert answer.status_code == 200  # the write-ahead log takes what it acknowledges
+            assert answer.json()["database_reachable"] is False
+            posted = client.post(
+                "/v1/events", content=orjson.dumps([event(1)]), headers={"content-type": "application/json"}
+            )
+            assert posted.json()["accepted"] == 1
+        finally:
+            switch.come_back()
+
+
+def test_an_evaluator_is_not_ready_without_the_database(settings: Any, engine: Any, clock: Any) -> None:
+    store, switch = switchable_store(engine)
+    evaluator = settings.model_copy(update={"role": "evaluator", "clickhouse_dsn": "http://clickhouse:8123"})
+    with TestClient(create_app(build_services(evaluator, store=store, clock=clock))) as client:
+        wait_until_ready(client)
+        switch.go_down()
+        try:
+            assert client.get("/readyz").status_code == 503
+        finally:
+            switch.come_back()
+
+
+def wait_until_ready(client: TestClient) -> None:
+    deadline = time.monotonic() + 30
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.05)
