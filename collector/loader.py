@@ -240,7 +240,16 @@ class Loader:
                     log.warning("the loader's housekeeping failed", exc_info=True)
             if not group:
                 continue
-            if not self._load(group):
+            try:
+                loaded = self._load(group)
+            except Exception as exc:  # a record that does not read back, a bug: retry, loudly
+                log.exception("loading records %d-%d failed", group[0].record.seq, group[-1].record.seq)
+                for pending in group:
+                    pending.verify = True
+                if self._back_off("ClickHouse", exc, 1):
+                    continue
+                return
+            if not loaded:
                 return  # stopping while the database refuses: the records stay in the log
             self._release(group)
 
@@ -249,6 +258,8 @@ class Loader:
         only housekeeping is due; None when stopping with nothing left."""
         with self._cond:
             while True:
+                if self._stopping and time.monotonic() >= self._deadline:
+                    return None  # out of time: what is left stays in the log for the next start
                 if self._pending:
                     oldest = self._pending[0].record.appended_at
                     linger = oldest + self.linger_seconds - time.monotonic()
@@ -324,9 +335,9 @@ class Loader:
         """
         attempt = 0
         while True:
-            if any(p.verify for p in group):
-                rows = self._not_stored(table, rows)
             try:
+                if any(p.verify for p in group):  # a look-up that may fail like the insert
+                    rows = self._not_stored(table, rows)
                 started = time.perf_counter()
                 self.store.insert_arrow(self.schema.table(table), rows, settings=INSERT_SETTINGS)
             except StoreRejected:
