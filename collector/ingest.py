@@ -236,8 +236,11 @@ class EventIngestor:
                 for (_, eid, error), payload in zip(batch.errors, batch.rejected_payloads, strict=True)
             ],
         )
-        hashes = batch.hashes if isinstance(batch, ColumnarBatch) else None
-        outcome = await asyncio.wrap_future(self.writer.submit(batch.to_arrow(), dead, hashes=hashes))
+        if isinstance(batch, ColumnarBatch):
+            submitted = self.writer.submit(batch.to_arrow(), dead, hashes=batch.hashes)
+        else:  # a small request's rows: the writer makes them Arrow with the rest of its group
+            submitted = self.writer.submit(batch, dead)
+        outcome = await asyncio.wrap_future(submitted)
         return IngestResult(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,

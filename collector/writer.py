@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowsight.collector import dead_letters
-from flowsight.collector.events import EVENT_SCHEMA
+from flowsight.collector.events import EVENT_SCHEMA, EventBatch, batches_to_arrow
 from flowsight.collector.loader import Loader
 from flowsight.collector.otlp import SPAN_SCHEMA, span_keys
 from flowsight.collector.seen_ids import IdWindow, Prints, fingerprints
@@ -65,17 +65,22 @@ class Backpressure(Exception):
 
 @dataclass
 class _Pending:
-    events: pa.Table
+    events: pa.Table | EventBatch
+    """Validated events: Arrow columns, or a small request's rows (made Arrow with the rest of
+    its group commit, in the writer's thread)."""
     dead_letters: pa.Table
     future: Future[WriteOutcome]
-    hashes: Prints
+    hashes: Prints | None
     spans: pa.Table
-    span_hashes: Prints
-    correlations: np.ndarray
+    span_hashes: Prints | None
+
+    @property
+    def event_rows(self) -> int:
+        return self.events.num_rows if isinstance(self.events, pa.Table) else len(self.events)
 
     @property
     def rows(self) -> int:
-        return int(self.events.num_rows + self.spans.num_rows)
+        return int(self.event_rows + self.spans.num_rows)
 
 
 @dataclass
@@ -254,16 +259,17 @@ class EventWriter:
 
     def submit(
         self,
-        events: pa.Table,
+        events: pa.Table | EventBatch,
         dead: pa.Table | None = None,
         spans: pa.Table | None = None,
         *,
         hashes: Prints | None = None,
+        span_hashes: Prints | None = None,
     ) -> Future[WriteOutcome]:
         """Queue a validated batch; the future resolves once it is fsynced in the log.
 
-        The ids are hashed here, on the caller's thread, to keep the writer's share small
-        (``hashes``, when the caller hashed them already).
+        ``hashes`` (``span_hashes``): the ids' fingerprints, when the caller computed them off
+        the event loop already; otherwise the writer computes them, once for its whole group.
 
         Raises:
             Backpressure: too many events are already waiting.
@@ -271,29 +277,22 @@ class EventWriter:
                 fills while the batch waits).
         """
         future: Future[WriteOutcome] = Future()
-        spans = spans if spans is not None else EMPTY_SPANS
-        rows = events.num_rows + spans.num_rows
-        if hashes is None:
-            hashes = fingerprints(events.column("event_id"))
-        span_hashes = fingerprints(span_keys(spans))
-        correlations = correlations_of(events, spans)
+        item = _Pending(
+            events,
+            dead if dead is not None else dead_letters.EMPTY,
+            future,
+            hashes,
+            spans if spans is not None else EMPTY_SPANS,
+            span_hashes,
+        )
+        rows = item.rows
         with self._cond:
             if self._pending_rows + rows > self.max_pending_rows and self._pending_rows:
                 raise Backpressure(f"{self._pending_rows} events are waiting to be written")
             if self.wal.is_full():
                 self.stats.refused += 1
                 raise WalFull("the write-ahead log is full while ClickHouse catches up")
-            self._queue.append(
-                _Pending(
-                    events,
-                    dead if dead is not None else dead_letters.EMPTY,
-                    future,
-                    hashes,
-                    spans,
-                    span_hashes,
-                    correlations,
-                )
-            )
+            self._queue.append(item)
             self._pending_rows += rows
             self._cond.notify()
         return future
@@ -343,9 +342,9 @@ class EventWriter:
             WalFull, WalWriteFailed: nothing was logged; nothing may be acknowledged.
         """
         started = time.perf_counter()
-        events = pa.concat_tables([i.events for i in items])
+        events, hashes = _merged_events(items)
         spans = pa.concat_tables([i.spans for i in items])
-        hashes, span_hashes = _concat([i.hashes for i in items]), _concat([i.span_hashes for i in items])
+        span_hashes = _concat([_span_prints(i) for i in items])
         now = self._now_ms()
         with self._seen_lock:
             self.seen.expire(now)
@@ -362,8 +361,7 @@ class EventWriter:
             with self._seen_lock:
                 self.seen.add(hashes[0][keep], hashes[1][keep], now)
                 self.seen_spans.add(span_hashes[0][keep_spans], span_hashes[1][keep_spans], now)
-            correlations = np.unique(np.concatenate([i.correlations for i in items]))
-            self.loader.add(record, batch, correlations)
+            self.loader.add(record, batch, correlations_of(new_events, new_spans))
             self.stats.observe_commit(time.perf_counter() - deduped)
         stats = self.stats
         stats.commits += 1
@@ -371,10 +369,10 @@ class EventWriter:
         stats.spans_logged += new_spans.num_rows
         stats.duplicates += events.num_rows - new_events.num_rows
         stats.dead_letters += batch.dead_letters.num_rows
-        accepted = _per_slice(keep, [i.events.num_rows for i in items])
+        accepted = _per_slice(keep, [i.event_rows for i in items])
         spans_accepted = _per_slice(keep_spans, [i.spans.num_rows for i in items])
         return [
-            WriteOutcome(n, i.events.num_rows - n, m, i.spans.num_rows - m)
+            WriteOutcome(n, i.event_rows - n, m, i.spans.num_rows - m)
             for i, n, m in zip(items, accepted, spans_accepted, strict=True)
         ]
 
@@ -392,6 +390,43 @@ class EventWriter:
                 return True
             time.sleep(0.01)
         return False
+
+
+_NO_PRINTS: Prints = (np.empty(0, np.uint64), np.empty(0, np.uint64))
+
+
+def _span_prints(item: _Pending) -> Prints:
+    if not item.spans.num_rows:
+        return _NO_PRINTS
+    return item.span_hashes or fingerprints(span_keys(item.spans))
+
+
+def _merged_events(items: Sequence[_Pending]) -> tuple[pa.Table, Prints]:
+    """The items' events as one table, in order, and their ids' fingerprints: consecutive
+    small requests' rows become Arrow together, and are hashed together."""
+    tables: list[pa.Table] = []
+    prints: list[Prints] = []
+    rows: list[EventBatch] = []
+
+    def flush() -> None:
+        if rows:
+            table = batches_to_arrow(rows)
+            tables.append(table)
+            prints.append(fingerprints(table.column("event_id")))
+            rows.clear()
+
+    for item in items:
+        if isinstance(item.events, EventBatch):
+            if len(item.events):
+                rows.append(item.events)
+            continue
+        flush()
+        tables.append(item.events)
+        prints.append(item.hashes or fingerprints(item.events.column("event_id")))
+    flush()
+    if not tables:
+        return EVENT_SCHEMA.empty_table(), _NO_PRINTS
+    return pa.concat_tables(tables), _concat(prints)
 
 
 def correlations_of(events: pa.Table, spans: pa.Table) -> np.ndarray:

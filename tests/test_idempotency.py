@@ -170,18 +170,17 @@ def test_requests_merged_into_one_commit_each_get_their_own_counts(services: Any
         built = EventBatch(services.catalog, "api", 0)
         for index, item in enumerate(events):
             built.add(index, item)
-        return built.to_arrow()
+        return built
 
-    # Submitted before the writer runs: its first commit takes all four.
-    futures = [
-        services.writer.submit(b)
-        for b in (batch(event(1), event(2)), batch(), batch(event(2), event(3)), batch())
-    ]
+    # Submitted before the writer runs: its first commit takes them all, small requests' rows
+    # (made Arrow in the writer) and Arrow tables (the columnar path's) in the order they came.
+    rows = [batch(event(1), event(2)), batch(), batch(event(2), event(3)), batch(), batch(event(3), event(4))]
+    futures = [services.writer.submit(b.to_arrow() if i == 2 else b) for i, b in enumerate(rows)]
     services.loader.start()
     services.writer.start()
     try:
         outcomes = [f.result(timeout=30) for f in futures]
-        assert [(o.accepted, o.duplicates) for o in outcomes] == [(2, 0), (0, 0), (1, 1), (0, 0)]
+        assert [(o.accepted, o.duplicates) for o in outcomes] == [(2, 0), (0, 0), (1, 1), (0, 0), (1, 1)]
         assert services.writer.stats.commits == 1
     finally:
         services.stop()
