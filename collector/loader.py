@@ -164,8 +164,9 @@ class Loader:
     # -- handing over (the writer's thread, and recovery at start) -------------------------
 
     def add(self, record: Record, batch: Batch, correlations: np.ndarray, *, verify: bool = False) -> None:
-        """Queue an acknowledged record; its tables are kept in memory while they fit."""
-        size = int(batch.events.nbytes + batch.spans.nbytes + batch.dead_letters.nbytes)
+        """Queue an acknowledged record; its tables are kept in memory while they fit (their size
+        taken as the record's: Arrow's own count walks every buffer of every chunk)."""
+        size = record.length
         with self._cond:
             keep = self._held_bytes + size <= self.memory_bytes
             if keep:
@@ -292,10 +293,7 @@ class Loader:
                 self._pending.popleft()
                 self._pending_rows -= pending.rows
                 if pending.batch is not None:
-                    batch = pending.batch
-                    self._held_bytes -= int(
-                        batch.events.nbytes + batch.spans.nbytes + batch.dead_letters.nbytes
-                    )
+                    self._held_bytes -= pending.record.length
             self._loaded = group[-1].record.seq
             self._cond.notify_all()
         self.stats.records_loaded += len(group)
