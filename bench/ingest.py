@@ -641,14 +641,16 @@ def start_server(
     deadline: float,
     headers: dict[str, str] | None = None,
     after_evaluation: bool = True,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``flowsight serve`` on its defaults (no FLOWSIGHT_* variable of the caller leaks in), once
-    ready and (``after_evaluation``) once its start-up evaluation is done; ``headers`` go with
-    the requests that ask."""
+    """``flowsight serve`` on its defaults (no FLOWSIGHT_* variable of the caller leaks in) but
+    for the ``settings`` the benchmark names, once ready and (``after_evaluation``) once its
+    start-up evaluation is done; ``headers`` go with the requests that ask."""
     server_log = data_dir / "server.log"
     cmd = [sys.executable, "-m", "flowsight.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--data-dir", str(data_dir)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSIGHT_")}
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FLOWSIGHT_")}
+    env.update({f"FLOWSIGHT_{name.upper()}": value for name, value in (settings or {}).items()})
     log(f"http: starting {shlex.join(cmd[1:])}")
     with server_log.open("wb") as sink:
         server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)

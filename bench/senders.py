@@ -92,12 +92,6 @@ PLACEHOLDER = b"\x01"
 """The byte bench/wrk/events.lua replaces by a tag unique to each request (JSON text cannot
 hold it raw, so it cannot clash with an event's own content)."""
 MARK = "@@ID@@"
-EVALUATION_INTERVAL_ENV = "flowsight_evaluation_interval_seconds"
-"""``start_server`` passes no ``FLOWSIGHT_*`` variable on (a caller's settings must not leak
-into a benchmark). The settings read their variables case-insensitively, so this lowercase
-name reaches the server on purpose: the one setting this benchmark changes, for scenario 4
-only, and the evaluations it counts in the window show whether it took."""
-
 HEALTHZ_CONNECTIONS = 64
 SINGLE_CONNECTIONS = 64
 BATCH100_CONNECTIONS = 32
@@ -493,23 +487,6 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         log(f"WARNING: the server exited with {code}")
 
 
-@contextlib.contextmanager
-def evaluation_interval(seconds: float | None) -> Iterator[None]:
-    """The server started inside evaluates every ``seconds`` (see EVALUATION_INTERVAL_ENV)."""
-    if seconds is None:
-        yield
-        return
-    previous = os.environ.get(EVALUATION_INTERVAL_ENV)
-    os.environ[EVALUATION_INTERVAL_ENV] = f"{seconds:g}"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[EVALUATION_INTERVAL_ENV]
-        else:
-            os.environ[EVALUATION_INTERVAL_ENV] = previous
-
-
 def watched_metrics(text: str) -> dict[str, float]:
     """Series whose metric name contains ``loader_lag`` or ``wal``: the write-ahead log's and
     its loader's, where the service has them (a service that writes straight to ClickHouse has
@@ -669,8 +646,12 @@ class Bench:
     def service(self, evaluation_interval_s: float | None = None) -> Iterator[Service]:
         data_dir = self.run.tempdir("flowsight-senders-")
         port = free_port()
-        with evaluation_interval(evaluation_interval_s):
-            proc = start_server(self.run, data_dir, port, self.deadline)
+        settings = (
+            {}
+            if evaluation_interval_s is None
+            else {"evaluation_interval_seconds": f"{evaluation_interval_s:g}"}
+        )
+        proc = start_server(self.run, data_dir, port, self.deadline, settings=settings)
         try:
             yield Service(proc, port, data_dir)
         finally:
