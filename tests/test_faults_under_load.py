@@ -1,5 +1,7 @@
-"""Faults under concurrent load, through the running app: ClickHouse unreachable for a while, and
-a corrupt spool file among good ones while the spool drains.
+"""Faults under concurrent load, through the running app: ClickHouse unreachable for a while (the
+write-ahead log takes every batch, or fills up and answers 503), and ClickHouse failing the
+loader's inserts with every error the driver raises for a transient fault, including an insert
+that committed but whose answer was lost.
 
 Several clients keep posting NDJSON and JSON-array batches of mixed sizes (some large enough for
 the columnar path, some holding an event the contract rejects, some resending an earlier batch).
@@ -9,34 +11,34 @@ id by id, with what the clients were told.
 
 from __future__ import annotations
 
-import logging
-import os
 import random
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
 from fastapi.testclient import TestClient
 
 from flowsight.app import Services, build_services, create_app
 from flowsight.collector.ingest import COLUMNAR_MIN_BYTES
-from flowsight.collector.spool import Spool, SpooledBatch
+from flowsight.collector.loader import Loader
 from flowsight.settings import Settings
 from flowsight.store import Store
 from tests.conftest import event
-from tests.faults import SwitchableClient, switchable_store
+from tests.faults import INSERTS, Fault, SwitchableClient, engine_error, server_error, switchable_store
 
 CLIENTS = 6
 RESEND_RATIO = 0.15
 MiB = 1024 * 1024
 ROOMY = 256 * MiB
+SMALL_LOG = 400_000
 
 
 @dataclass(frozen=True)
@@ -75,16 +77,13 @@ def make_body(rng: random.Random, key: str) -> Body:
     )
 
 
-def body_key(event_id: str) -> str:
-    return event_id.removeprefix("evt-").rsplit("-", 1)[0]
-
-
 class Load:
     """Clients posting batches on threads until stopped, recording every answer per body."""
 
-    def __init__(self, client: TestClient, retry_after: int, seed: int):
+    def __init__(self, client: TestClient, services: Services, seed: int):
         self.client = client
-        self.retry_after = str(retry_after)
+        self.services = services
+        self.retry_after = str(services.settings.retry_after_seconds)
         self.seed = seed
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -97,8 +96,6 @@ class Load:
         self.rejected = 0
         """Events rejected in answers of 200 (each a dead letter)."""
         self.answers = 0
-        self.resend_limit: int | None = None
-        """When set, only the bodies made before the first ``resend_limit`` are resent."""
         self.problems: list[str] = []
         self.threads = [threading.Thread(target=self._run, args=(c,), daemon=True) for c in range(CLIENTS)]
 
@@ -116,12 +113,19 @@ class Load:
         deadline = time.monotonic() + timeout
         while not condition():
             assert not self.problems, self.problems[:5]
+            assert loader_alive(self.services), (
+                f"the loader thread died (last error: {self.services.loader.stats.last_error})"
+            )
             assert time.monotonic() < deadline, f"no {what} within {timeout} s"
             time.sleep(0.01)
 
     def more_answers(self, n: int) -> Callable[[], bool]:
         target = self.answers + n
         return lambda: self.answers >= target
+
+    def more_acks(self, n: int) -> Callable[[], bool]:
+        target = self.acked.total() + n
+        return lambda: self.acked.total() >= target
 
     def ids_of(self, keys: Collection[str]) -> set[str]:
         return {i for key in keys for i in self.bodies[key].ids}
@@ -131,9 +135,7 @@ class Load:
         made = 0
         while not self.stopping.is_set():
             with self.lock:
-                earlier = (
-                    list(self.bodies.values())[: self.resend_limit] if rng.random() < RESEND_RATIO else []
-                )
+                earlier = list(self.bodies.values()) if rng.random() < RESEND_RATIO else []
             if earlier:
                 body = rng.choice(earlier)
             else:
@@ -177,12 +179,34 @@ class Load:
 
 @contextmanager
 def loading(client: TestClient, services: Services, seed: int) -> Iterator[Load]:
-    load = Load(client, services.settings.retry_after_seconds, seed)
+    load = Load(client, services, seed)
     load.start()
     try:
         yield load
     finally:
         load.stop()
+
+
+@contextmanager
+def running(services: Services, switch: SwitchableClient) -> Iterator[TestClient]:
+    """The app; the database is back before it stops (a stop waits for the loader, and a failed
+    test must not leave it retrying against a database that is still down)."""
+    with TestClient(create_app(services)) as client:
+        try:
+            yield client
+        finally:
+            switch.come_back()
+
+
+def grown(loader: Loader, counter: str, by: int = 1) -> Callable[[], bool]:
+    """Whether the loader's ``counter`` has grown by ``by`` since this call."""
+    target = getattr(loader.stats, counter) + by
+    return lambda: getattr(loader.stats, counter) >= target
+
+
+def loader_alive(services: Services) -> bool:
+    thread = services.loader._thread
+    return thread is None or thread.is_alive()
 
 
 def faulty_services(
@@ -221,12 +245,31 @@ def stored_ids(services: Services) -> tuple[set[str], int]:
     return ids, rows
 
 
-def dead_letter_count(services: Services) -> int:
-    return services.store.rows(f"SELECT count() FROM {services.schema.table('dead_letters')}")[0][0]
+def dead_letters(client: TestClient) -> list[dict[str, Any]]:
+    """Every dead letter, as the API lists them (one per id, whatever the inserts did)."""
+    letters: list[dict[str, Any]] = []
+    while True:
+        response = client.get("/api/dead-letters", params={"limit": 1000, "offset": len(letters)})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        letters += page["items"]
+        if len(letters) >= page["total"] or not page["items"]:
+            assert len(letters) == page["total"]
+            return letters
+
+
+def assert_only_contract_rejects(client: TestClient, load: Load) -> None:
+    """The dead letters are the events the contract rejected, one per answer that said so;
+    ClickHouse refused nothing."""
+    letters = dead_letters(client)
+    assert [d for d in letters if not d["event_id"].endswith("-bad")] == []
+    assert [d for d in letters if d["reason"].startswith("ClickHouse refused")] == []
+    assert len(letters) == load.rejected
 
 
 def assert_stored_exactly(services: Services, expected: set[str], refused_only: set[str]) -> None:
     """Exactly ``expected`` is stored, each event once; nothing of ``refused_only``."""
+    assert services.writer.wait_idle(60), "acknowledged events were not loaded"
     ids, rows = stored_ids(services)
     missing, unexpected = expected - ids, ids - expected
     assert not missing, f"{len(missing)} acknowledged events are not stored, e.g. {sorted(missing)[:5]}"
@@ -235,128 +278,233 @@ def assert_stored_exactly(services: Services, expected: set[str], refused_only: 
     )
     assert not unexpected, f"{len(unexpected)} events are stored but were never acknowledged"
     assert rows == len(ids), f"{rows - len(ids)} events are stored more than once"
+    table = services.schema.table
+    [(orders, distinct)] = services.store.rows(
+        f"SELECT (SELECT count() FROM {table('order_state')} FINAL),"
+        f" (SELECT uniqExact(correlation_id) FROM {table('events')})"
+    )
+    assert orders == distinct, "the per-order state does not match the stored events"
+
+
+def metric(client: TestClient, name: str) -> float:
+    text = client.get("/metrics").text
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} is not exposed"
+    return float(match.group(1))
 
 
 @pytest.mark.parametrize(
-    ("spool_max_bytes", "fills_up"),
+    ("wal_max_bytes", "wal_segment_bytes", "fills_up"),
     [
-        pytest.param(ROOMY, False, id="a roomy spool takes every batch while the database is down"),
-        pytest.param(400_000, True, id="a small spool fills up and answers 503 until it drains"),
+        pytest.param(ROOMY, 8 * MiB, False, id="a roomy log takes every batch while the database is down"),
+        pytest.param(
+            SMALL_LOG, 64 * 1024, True, id="a small log fills up and answers 503 until the loader frees it"
+        ),
     ],
 )
 def test_acknowledged_events_are_stored_exactly_once_after_the_database_was_down_under_load(
-    settings: Settings, engine: Store, clock: Any, spool_max_bytes: int, fills_up: bool
+    settings: Settings,
+    engine: Store,
+    clock: Any,
+    wal_max_bytes: int,
+    wal_segment_bytes: int,
+    fills_up: bool,
 ) -> None:
-    services, switch = faulty_services(settings, engine, clock, spool_max_bytes=spool_max_bytes)
+    services, switch = faulty_services(
+        settings, engine, clock, wal_max_bytes=wal_max_bytes, wal_segment_bytes=wal_segment_bytes
+    )
     columnar = count_columnar(services)
-    spool = services.writer.spool
-    with TestClient(create_app(services)) as client:
+    wal, loader = services.writer.wal, services.loader
+    with running(services, switch) as client:
         keep_duplicates_visible(services)
         with loading(client, services, seed=1 if fills_up else 2) as load:
             load.wait(load.more_answers(40), "answers while the database is up")
-            switch.go_down()
+            retries_before = metric(client, "flowsight_loader_retries_total")
+            switch.go_down(from_insert_into="events")
+            load.wait(lambda: loader.stats.retries >= 3, "loader retries")
             if fills_up:
-                load.wait(lambda: load.refused.total() >= 10, "503s from a full spool")
+                load.wait(lambda: load.refused.total() >= 10, "503s from a full log")
             else:
-                load.wait(lambda: len(spool) >= 15, "batches in the spool")
+                load.wait(lambda: wal.bytes_used >= 3 * MiB, "batches waiting in the log")
+            assert loader.stats.failing_since is not None and loader.lag_seconds() > 0
+            assert metric(client, "flowsight_loader_retries_total") > retries_before
+            assert metric(client, "flowsight_loader_lag_seconds") > 0
             switch.come_back()
-            load.wait(lambda: services.writer.stats.drained_batches >= 3, "drained batches")
-            load.wait(load.more_answers(60), "answers while the spool drains")
-        assert services.writer.drain(timeout=30), f"{len(spool)} batches still spooled"
+            # Everything acknowledged so far loads while the clients keep sending...
+            loader.wait_all(60)
+            # ... and the log takes batches again.
+            load.wait(load.more_acks(40), "batches acknowledged after the database came back")
         assert not load.problems, load.problems[:5]
         assert switch.failed_calls > 0 and columnar["columnar"] > 0
         assert bool(load.refused) == fills_up
-        stats = services.writer.stats
-        assert stats.drained_batches == stats.spooled_batches > 0
-        assert not spool.quarantine.exists()
         acked = set(load.acked)
         assert_stored_exactly(services, load.ids_of(acked), load.ids_of(set(load.refused) - acked))
-        assert dead_letter_count(services) == load.rejected
+        assert_only_contract_rejects(client, load)
+        assert loader.stats.rows_refused == 0
         assert client.get("/readyz").status_code == 200
+    assert list(wal.path.glob("*.wal")) == [], "the log keeps files of loaded records after a clean stop"
 
 
-def test_the_spool_empties_while_clients_keep_sending_after_the_database_is_back(
+def test_a_log_smaller_than_one_segment_takes_batches_again_once_the_database_is_back(
     settings: Settings, engine: Store, clock: Any
 ) -> None:
-    services, switch = faulty_services(settings, engine, clock, spool_max_bytes=ROOMY)
-    spool = services.writer.spool
-    with TestClient(create_app(services)) as client, loading(client, services, seed=3) as load:
-        load.wait(load.more_answers(20), "answers while the database is up")
+    """A small ``wal_max_bytes`` with the default segment size: the log fills while the database
+    is down, and once the loader has loaded every record the log has room again."""
+    services, switch = faulty_services(settings, engine, clock, wal_max_bytes=SMALL_LOG)
+    assert services.writer.wal.segment_bytes > SMALL_LOG
+
+    def post(n: int) -> Any:
+        events = [event(f"{n}-{i}") for i in range(100)]
+        return client.post(
+            "/v1/events", content=orjson.dumps(events), headers={"content-type": "application/json"}
+        )
+
+    with running(services, switch) as client:
         switch.go_down()
-        load.wait(lambda: len(spool) >= 30, "batches in the spool")
+        n = 0
+        while (response := post(n)).status_code == 200:
+            n += 1
+        assert response.status_code == 503 and n > 0
         switch.come_back()
-        # With no clients sending, 30 batches drain in about 2 s; these clients' pace is one the
-        # service keeps up with when healthy.
-        load.wait(spool.is_empty, "empty spool while clients keep sending", timeout=10)
+        assert services.writer.wait_idle(30)
+        assert services.loader.waiting_rows == 0
+        response = post(n)
+        assert response.status_code == 200, (
+            f"answered {response.status_code} with every record loaded: the log holds "
+            f"{services.writer.wal.bytes_used} of {SMALL_LOG} bytes"
+        )
 
 
-def read_spooled(data: bytes, name: str, scratch: Path) -> SpooledBatch:
-    """A spool file's batch, read from a copy of its bytes (the live spool is not touched)."""
-    spool = Spool(scratch, len(data) + 1)
-    (scratch / name).write_bytes(data)
-    batch = spool.oldest()
-    assert batch is not None
-    return batch
+def test_metrics_answer_while_the_database_is_down(settings: Settings, engine: Store, clock: Any) -> None:
+    """What an operator watches during an outage (the loader's retries and lag, the log's size)
+    is served from memory, whatever ClickHouse does."""
+    services, switch = faulty_services(settings, engine, clock)
+    with running(services, switch) as client:
+        switch.go_down()
+        response = client.post(
+            "/v1/events",
+            content=orjson.dumps([event(i) for i in range(20)]),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 200
+        deadline = time.monotonic() + 30
+        while services.loader.stats.retries < 1:
+            assert time.monotonic() < deadline, "the loader did not retry"
+            time.sleep(0.01)
+        response = client.get("/metrics")
+        assert response.status_code == 200, response.text[:300]
+        assert metric(client, "flowsight_loader_retries_total") >= 1
+        assert metric(client, "flowsight_wal_bytes") > 0
+        switch.come_back()
+        assert services.writer.wait_idle(30)
 
 
-def corrupt_a_middle_file(spool: Spool, new_keys: set[str], scratch: Path) -> tuple[Path, SpooledBatch]:
-    """Flip a byte of a spooled batch, neither the oldest nor the newest, that holds a body of
-    ``new_keys``; returns the file and the batch it held."""
-    files = sorted(spool.path.glob("*.spool"))[1:-1]
-    for n, file in enumerate(sorted(files, key=lambda f: abs(files.index(f) - len(files) // 2))):
-        data = file.read_bytes()
-        batch = read_spooled(data, file.name, scratch / str(n))
-        if any(body_key(i) in new_keys for i in batch.events.column("event_id").to_pylist()):
-            damaged = bytearray(data)
-            damaged[len(damaged) // 2] ^= 0xFF  # same size: the spool's byte count stays right
-            staged = file.with_name(f"{file.name}.corrupting")
-            staged.write_bytes(bytes(damaged))
-            os.replace(staged, file)  # so the writer never reads a half-written file
-            return file, batch
-    raise AssertionError("no spooled batch holds a body made while the database was down")
+def read_timeout() -> Exception:
+    return OperationalError(
+        "Error HTTPConnectionPool(host='clickhouse', port=8123): Read timed out. (read timeout=300)"
+        " executing HTTP request attempt 1 (http://clickhouse:8123)"
+    )
 
 
-def test_a_corrupt_spool_file_is_quarantined_and_the_others_drain_under_load(
-    settings: Settings, engine: Store, clock: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def connection_reset() -> Exception:
+    return OperationalError(
+        "Error ('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))"
+        " executing HTTP request attempt 1 (http://clickhouse:8123)"
+    )
+
+
+TRANSIENT = [
+    pytest.param(
+        Fault(
+            lambda: server_error(
+                252,
+                "TOO_MANY_PARTS",
+                "Too many parts (300). Merges are processing significantly slower than inserts",
+            ),
+            calls=INSERTS,
+        ),
+        id="too many parts",
+    ),
+    pytest.param(
+        Fault(
+            lambda: server_error(
+                241,
+                "MEMORY_LIMIT_EXCEEDED",
+                "Memory limit (total) exceeded: would use 3.52 GiB (attempt to allocate chunk of "
+                "4219812 bytes), maximum: 3.51 GiB. OvercommitTracker decision: Query was selected "
+                "to stop by OvercommitTracker",
+            )
+        ),
+        id="memory limit exceeded",
+    ),
+    pytest.param(
+        Fault(
+            lambda: engine_error(243, "NOT_ENOUGH_SPACE", "Cannot reserve 1.00 MiB, not enough space"),
+            calls=INSERTS,
+        ),
+        id="not enough space",
+    ),
+    pytest.param(
+        Fault(
+            lambda: server_error(
+                159,
+                "TIMEOUT_EXCEEDED",
+                "Timeout exceeded: elapsed 300.000812 seconds, maximum: 300",
+            )
+        ),
+        id="timeout exceeded",
+    ),
+    pytest.param(Fault(connection_reset), id="connection reset"),
+    pytest.param(
+        Fault(read_timeout, calls=("insert_arrow",), after=True, tables=("events",)),
+        id="the events insert committed and its answer was lost",
+    ),
+    pytest.param(
+        Fault(
+            lambda: server_error(
+                319,
+                "UNKNOWN_STATUS_OF_INSERT",
+                "Unknown status, client must retry. Reason: Connection loss",
+            ),
+            calls=("insert_arrow",),
+            after=True,
+            tables=("events",),
+        ),
+        id="the events insert committed and its status is unknown",
+    ),
+    pytest.param(
+        Fault(read_timeout, calls=("insert_arrow",), after=True, tables=("dead_letters",)),
+        id="the dead-letter insert committed and its answer was lost",
+    ),
+]
+
+
+@pytest.mark.parametrize("fault", TRANSIENT)
+def test_transient_insert_errors_under_load_are_retried_and_store_everything_once(
+    settings: Settings, engine: Store, clock: Any, fault: Fault
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="flowsight.collector.spool")
-    services, switch = faulty_services(settings, engine, clock, spool_max_bytes=ROOMY)
-    spool = services.writer.spool
-    with TestClient(create_app(services)) as client:
+    services, switch = faulty_services(settings, engine, clock, wal_max_bytes=ROOMY)
+    loader = services.loader
+    with running(services, switch) as client:
         keep_duplicates_visible(services)
-        with loading(client, services, seed=5) as load:
-            load.wait(load.more_answers(40), "answers while the database is up")
-            switch.go_down()
-            # What the clients make from now on they send once, so the loss of a file shows.
-            with load.lock:
-                load.resend_limit = made_before = len(load.bodies)
-            load.wait(lambda: len(spool) >= 12, "batches in the spool")
-            made_while_down = set(list(load.bodies)[made_before:])
-            # While the database is down the writer retries only the oldest file.
-            victim, held = corrupt_a_middle_file(spool, made_while_down, tmp_path)
-            switch.come_back()
-            quarantined = spool.quarantine / victim.name
-            load.wait(quarantined.exists, "quarantined file")
-            load.wait(load.more_answers(60), "answers after the quarantine")
-        assert services.writer.drain(timeout=30), f"{len(spool)} batches still spooled"
+        with loading(client, services, seed=7) as load:
+            load.wait(load.more_answers(30), "answers while the database is healthy")
+            for _ in range(3):  # the fault comes and goes while the clients keep sending
+                retried, verified = grown(loader, "retries", 2), grown(loader, "already_stored")
+                loaded = grown(loader, "records_loaded")
+                switch.fail_with(fault, from_insert_into="events")
+                load.wait(retried, "loader retries")
+                if fault.after and "events" in fault.tables:  # the loader goes on meanwhile
+                    load.wait(verified, "rows found stored and dropped")
+                switch.come_back()
+                load.wait(loaded, "records loaded")
+            load.wait(load.more_answers(30), "answers after the fault")
         assert not load.problems, load.problems[:5]
-
-        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-        assert len(errors) == 1, errors
-        assert f"spool file {victim.name} is corrupt (checksum mismatch)" in errors[0]
-        assert [p.name for p in spool.quarantine.iterdir()] == [victim.name]
-        stats = services.writer.stats
-        assert stats.drained_batches == stats.spooled_batches - 1
-
-        # A request is spooled whole: each body's ids are in the file once per copy it holds, and
-        # the body is lost only if every acknowledged copy was in that file.
-        copies = Counter(held.events.column("event_id").to_pylist())
-        in_file = {key: copies[min(body.ids)] for key, body in load.bodies.items() if copies[min(body.ids)]}
-        assert sum(n * len(load.bodies[key].ids) for key, n in in_file.items()) == held.events.num_rows
-        assert all(n <= load.acked[key] for key, n in in_file.items()), "a spooled batch was not acknowledged"
-        lost = {key for key, n in in_file.items() if n == load.acked[key]}
-        sent_once = in_file.keys() & made_while_down
-        assert sent_once and sent_once <= lost
-        kept = {key for key in load.acked if key not in lost}
-        assert_stored_exactly(services, load.ids_of(kept), load.ids_of(lost | set(load.refused) - kept))
-        assert dead_letter_count(services) == load.rejected - held.dead_letters.num_rows
+        assert not load.refused, "the log is roomy: nothing should be refused"
+        assert loader.stats.retries > 0 and switch.failed_calls > 0
+        if fault.after:
+            assert switch.committed_then_failed > 0
+        acked = set(load.acked)
+        assert_stored_exactly(services, load.ids_of(acked), set())
+        assert_only_contract_rejects(client, load)
+        assert loader.stats.rows_refused == 0
