@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from flowsight.alerts.dispatch import Dispatcher
 from flowsight.alerts.engine import AlertEngine
+from flowsight.store import StoreUnavailable
 
 STATES = ("pending", "firing", "suppressed", "silenced")
 
@@ -22,7 +24,15 @@ class AlertMetrics(Collector):
         self.dispatcher = dispatcher
 
     def collect(self) -> Iterator[Metric]:
-        alerts = self.engine.list(include_resolved=False)
+        try:
+            alerts = self.engine.list(include_resolved=False)
+        except StoreUnavailable:  # state not read yet and the database away: the rest still answers
+            alerts = None
+        if alerts is not None:
+            yield from self._alerts(alerts)
+        yield from self._notifications()
+
+    def _alerts(self, alerts: list[dict[str, Any]]) -> Iterator[Metric]:
         by_state = GaugeMetricFamily("flowsight_alerts", "Alerts by state.", labels=["state"])
         counts = dict.fromkeys(STATES, 0)
         active = GaugeMetricFamily(
@@ -49,6 +59,8 @@ class AlertMetrics(Collector):
             by_state.add_metric([state], counts.get(state, 0))
         yield by_state
         yield active
+
+    def _notifications(self) -> Iterator[Metric]:
         sent = CounterMetricFamily(
             "flowsight_notifications", "Notifications delivered, per receiver.", labels=["receiver"]
         )

@@ -51,7 +51,8 @@ class CollectorHealth(Collector):
             sum_value=stats.commit_seconds,
         )
         gauges = [
-            ("flowsight_wal_bytes", "Bytes in the write-ahead log (records not yet loaded, and their segments).", wal.bytes_used),
+            ("flowsight_wal_bytes", "Bytes of write-ahead log records not yet loaded into ClickHouse (what wal_max_bytes bounds).", wal.unloaded_bytes),
+            ("flowsight_wal_disk_bytes", "Bytes of the write-ahead log's segment files on disk.", wal.bytes_used),
             ("flowsight_wal_capacity_bytes", "Write-ahead log capacity in bytes.", wal.max_bytes),
             ("flowsight_wal_segments", "Write-ahead log segment files.", wal.segments),
             ("flowsight_loader_lag_seconds", "How long the oldest acknowledged record not yet in ClickHouse has waited.", loader.lag_seconds()),

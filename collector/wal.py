@@ -129,7 +129,8 @@ class WriteAheadLog:
         path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._segments: dict[int, _Segment] = {}
-        self._bytes = 0
+        self._bytes = 0  # on disk: every segment
+        self._unloaded = 0  # of records not yet loaded: what the capacity bounds
         self._next_record = 1
         self._active: _Segment | None = None
         self._fd: int | None = None
@@ -162,6 +163,7 @@ class WriteAheadLog:
                 seq, payload, end = parsed
                 record = Record(seq, segment.seq, offset, end - offset, time.monotonic())
                 segment.records += 1
+                self._unloaded += record.length
                 self._next_record = max(self._next_record, seq + 1)
                 yield record, decode(payload)
                 offset = end
@@ -184,8 +186,10 @@ class WriteAheadLog:
             seq = self._next_record
             header = _RECORD.pack(len(payload), _crc(seq, payload), seq)
             length = len(header) + len(payload)
-            if self._bytes + length > self.max_bytes:
-                raise WalFull(f"the write-ahead log holds {self._bytes} of {self.max_bytes} bytes")
+            if self._unloaded + length > self.max_bytes:
+                raise WalFull(
+                    f"the write-ahead log holds {self._unloaded} of {self.max_bytes} bytes not yet loaded"
+                )
         segment: _Segment | None = None
         offset = 0
         started = time.perf_counter()
@@ -210,12 +214,16 @@ class WriteAheadLog:
             segment.size = offset + length
             segment.records += 1
             self._bytes += length
+            self._unloaded += length
         return Record(seq, segment.seq, offset, length, time.monotonic())
 
     def _writable(self, length: int) -> _Segment:
         """The segment the next record goes to (a new one when the active one is full or gone).
         Called with the lock held."""
         active = self._active
+        if active is not None and active.records and active.loaded == active.records:
+            self._seal(active)  # wholly loaded: a new segment lets this one go now
+            active = None
         if (active is not None and active.size + length <= self.segment_bytes) or (
             active is not None and active.size == 0
         ):
@@ -271,6 +279,7 @@ class WriteAheadLog:
             if segment is None:
                 return
             segment.loaded += 1
+            self._unloaded -= record.length
             if segment.sealed and segment.loaded == segment.records:
                 self._delete(segment)
 
@@ -296,8 +305,12 @@ class WriteAheadLog:
     def segments(self) -> int:
         return len(self._segments)
 
+    @property
+    def unloaded_bytes(self) -> int:
+        return self._unloaded
+
     def is_full(self) -> bool:
-        return self._bytes >= self.max_bytes
+        return self._unloaded >= self.max_bytes
 
     def is_empty(self) -> bool:
         return self._bytes == 0

@@ -122,6 +122,7 @@ class Services:
 
     def start(self) -> None:
         migrations.migrate(self.store, self.schema, MIGRATIONS)
+        self.alerts.list()  # the alert state, read while the database answers (scrapes need it)
         self.writer.load_seen()
         self.writer.recover()
         self.loader.start()
@@ -482,7 +483,7 @@ def create_app(services: Services, extra_routers: Sequence[APIRouter] = ()) -> F
             "status": "ready" if ready else "not ready",
             "database_reachable": reachable,
             "pending_migrations": missing,
-            "wal_bytes": wal.bytes_used,
+            "wal_bytes": wal.unloaded_bytes,
             "wal_full": wal_full,
             "loader_lag_seconds": round(loader.lag_seconds(), 3),
             "loader_error": loader.stats.last_error,

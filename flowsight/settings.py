@@ -163,8 +163,9 @@ class Settings(BaseSettings):
     wal_max_bytes: int = Field(
         1024 * MiB,
         gt=0,
-        description="Write-ahead log capacity in bytes: what may wait to be loaded while ClickHouse "
-        "is slow or down; when full (or its volume is), ingest answers 503 with Retry-After. "
+        description="Write-ahead log capacity: the bytes of records that may wait to be loaded while "
+        "ClickHouse is slow or down; when they reach it (or the log's volume is full), ingest "
+        "answers 503 with Retry-After. "
         "Default 1 GiB. Env FLOWSIGHT_WAL_MAX_BYTES.",
     )
     wal_segment_bytes: int = Field(

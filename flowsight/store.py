@@ -69,7 +69,10 @@ _CODE = re.compile(r"Code: (\d+)\.")
 
 
 def error_code(exc: BaseException) -> int | None:
-    """The ClickHouse error code an exception carries in its message, if any."""
+    """The ClickHouse error code an exception carries (the driver's, else its message's), if any."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and code:
+        return code
     match = _CODE.search(str(exc))
     return int(match.group(1)) if match else None
 
